@@ -1,0 +1,222 @@
+// Command whoami is a tiny HTTP service that answers GET /whoami with the
+// name of the machine it runs on. In a container that name is the container's
+// hostname (by default its short ID), so behind a load balancer it tells you
+// which replica answered.
+//
+// It grew out of the program of a multistage-build tutorial and keeps its
+// behaviour, adding what a service needs in production: timeouts against slow
+// or oversized clients, a graceful shutdown on SIGTERM, and a -healthcheck
+// mode so that an image built FROM scratch (no shell, no curl) can have a
+// Docker HEALTHCHECK.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Limits of the HTTP server. They protect it from clients that are slow or
+// send too much, so that one bad client cannot tie up the others.
+const (
+	// readHeaderTimeout cuts off clients that trickle their headers
+	// (Slowloris): a well-behaved client sends a few hundred bytes at once.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds the whole request, body included; GET has none.
+	readTimeout = 10 * time.Second
+	// writeTimeout bounds the time from the end of the headers to the end
+	// of the response, so a client that does not read cannot hold a goroutine.
+	writeTimeout = 10 * time.Second
+	// idleTimeout is how long a keep-alive connection may wait for its next
+	// request. It is longer than the 60 s idle timeout common in load
+	// balancers, so that it is the balancer that closes idle connections,
+	// never the server under a request the balancer is about to send.
+	idleTimeout = 120 * time.Second
+	// maxHeaderBytes is 16 KiB instead of Go's 1 MiB default: /whoami reads
+	// no header, and 16 KiB still holds a browser's cookies plus the
+	// forwarding headers a proxy adds. Larger requests get 431.
+	maxHeaderBytes = 16 << 10
+	// shutdownTimeout bounds how long in-flight requests may run after
+	// SIGTERM: well under the 10 s Docker waits before it sends SIGKILL.
+	shutdownTimeout = 5 * time.Second
+	// healthcheckTimeout bounds the -healthcheck probe.
+	healthcheckTimeout = 2 * time.Second
+)
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Hostname, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "whoami: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it parses args, then serves until ctx is done or
+// SIGTERM/SIGINT arrives, then shuts down gracefully. It returns nil on a
+// clean exit. Its dependencies are arguments so that tests can drive it.
+func run(ctx context.Context, args []string, getenv func(string) string,
+	hostname func() (string, error), stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
+	addrFlag := fs.String("addr", "", `listen address (default ":8080", or ":$PORT" when PORT is set)`)
+	healthcheck := fs.Bool("healthcheck", false, "probe the server on the configured port: exit 0 if it answers 200, 1 otherwise")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: whoami [flags]\n\nServes GET /whoami with this machine's hostname.\n\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("%v (see whoami -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see whoami -h)", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "whoami %s\n", version)
+		return nil
+	}
+	addr, err := listenAddr(*addrFlag, getenv)
+	if err != nil {
+		return err
+	}
+	if *healthcheck {
+		return probe(ctx, addr)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := newServer(newHandler(hostname, logger), logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal now kills the process the default way
+	logger.Info("whoami shutting down", "addr", ln.Addr().String(), "grace", shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("whoami stopped", "addr", ln.Addr().String())
+	return nil
+}
+
+// listenAddr picks the address to listen on: the -addr flag if given, else
+// ":$PORT" if PORT is set, else ":8080". PORT, not WHOAMI_PORT: Kubernetes
+// sets WHOAMI_PORT=tcp://... in every pod when a Service is named whoami.
+func listenAddr(flagAddr string, getenv func(string) string) (string, error) {
+	if flagAddr != "" {
+		_, port, err := net.SplitHostPort(flagAddr)
+		if err != nil {
+			return "", fmt.Errorf("invalid -addr %q: want host:port, such as :8080 or 127.0.0.1:9000", flagAddr)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return "", fmt.Errorf("invalid -addr %q: port must be a number from 0 to 65535", flagAddr)
+		}
+		return flagAddr, nil
+	}
+	if port := getenv("PORT"); port != "" {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return "", fmt.Errorf("invalid PORT %q: must be a number from 1 to 65535", port)
+		}
+		return ":" + port, nil
+	}
+	return ":8080", nil
+}
+
+// newServer returns the HTTP server with the limits above.
+func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// newHandler returns every route of the service. The mux answers 405 with an
+// Allow header for other methods on a known path, and 404 for other paths.
+func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /whoami", handleWhoami(hostname, logger)) // GET also matches HEAD
+	return mux
+}
+
+// handleWhoami answers with the hostname and a newline, or "unknown" if the
+// lookup fails, as the original tutorial program did.
+func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, err := hostname()
+		if err != nil {
+			logger.Error("hostname lookup failed", "err", err)
+			name = "unknown"
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		// Each replica answers differently: a cache must never merge them.
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		io.WriteString(w, name+"\n")
+	})
+}
+
+// probe makes one GET to the server's own /whoami on addr's port and returns
+// nil if it answers 200. It lets a FROM scratch image, which has no shell
+// and no curl, have a HEALTHCHECK: the binary checks itself.
+func probe(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "0" {
+		return errors.New("healthcheck: needs a fixed port, not 0")
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // the server listens on all interfaces
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/whoami"
+	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
