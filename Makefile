@@ -1,12 +1,25 @@
 # whoami: a tiny Go web service and the two Dockerfiles that show why
 # multistage builds matter. Run `make` for the list of targets.
 
-# Everything below can be overridden: make build VERSION=v1.0.0
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GO       ?= go
-BIN      ?= bin/whoami
+# Everything below can be overridden: make image-multi VERSION=v1.0.0 PLATFORM=linux/arm64
+IMAGE        ?= whoami
+SINGLE_TAG   ?= 1.0
+MULTI_TAG    ?= 2.0
+GO_VERSION   ?= $(shell sed -n 's/^go //p' go.mod)
+GOLANG_IMAGE ?= golang:$(GO_VERSION)-bookworm
+PLATFORM     ?=
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE       ?= $(shell git remote get-url origin 2>/dev/null)
+CREATED      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+DOCKER       ?= docker
+GO           ?= go
+BIN          ?= bin/whoami
+
+SINGLE = $(IMAGE):$(SINGLE_TAG)
+MULTI  = $(IMAGE):$(MULTI_TAG)
 # The same build flags as the image: static, no local paths, no symbol table.
-GOFLAGS_BUILD = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+GO_BUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
 .DEFAULT_GOAL := help
 
@@ -14,22 +27,54 @@ GOFLAGS_BUILD = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: build
-build: ## Build ./bin/whoami with the image's flags
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
-
-.PHONY: run
-run: build ## Build and run the service on :8080 (Ctrl-C stops it)
-	./$(BIN)
+.PHONY: compare-sizes
+compare-sizes: image-single image-multi ## Build both images and print their sizes side by side
+	@scripts/compare-sizes.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI)
 
 .PHONY: test
-test: lint ## Run vet, the gofmt check and every test (unit and container)
-	$(GO) test -race -count=1 ./...
+test: lint docker-ready ## Run vet, the gofmt check and every test (unit and container)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test-unit
+test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)
+	$(GO) test -race -count=1 .
 
 .PHONY: lint
 lint: ## Run go vet and fail if gofmt would change a file
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+.PHONY: build
+build: ## Build ./bin/whoami with the image's flags
+	$(GO_BUILD) -o $(BIN) .
+
+.PHONY: run
+run: build ## Build and run the service on :8080 (Ctrl-C stops it)
+	./$(BIN)
+
+.PHONY: image-single
+image-single: docker-ready ## Build whoami:1.0 from Dockerfile.single (one stage, ~900 MB)
+	$(DOCKER) build -f Dockerfile.single --build-arg GO_VERSION=$(GO_VERSION) -t $(SINGLE) .
+
+.PHONY: image-multi
+image-multi: docker-ready ## Build whoami:2.0 from Dockerfile (multistage, a few MB); PLATFORM=linux/arm64 cross-builds
+	$(DOCKER) build $(if $(PLATFORM),--platform $(PLATFORM)) \
+		--build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) --build-arg SOURCE=$(SOURCE) \
+		-t $(MULTI) .
+
+.PHONY: run-container
+run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)
+	$(DOCKER) run --rm -p 8080:8080 $(MULTI)
+
+.PHONY: clean
+clean: ## Remove bin/ and the two images this Makefile builds
+	rm -rf bin
+	-$(DOCKER) image rm $(SINGLE) $(MULTI) 2>/dev/null
+
+.PHONY: docker-ready
+docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit and the golang base image
+	@scripts/provision.sh $(GOLANG_IMAGE)
 
 .PHONY: bench-go
 bench-go: ## Benchmark the handler (go test -bench)
