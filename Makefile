@@ -76,6 +76,10 @@ clean: ## Remove bin/ and the two images this Makefile builds
 docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit and the golang base image
 	@scripts/provision.sh $(GOLANG_IMAGE)
 
+.PHONY: bench
+bench: build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; write docs/benchmarks.md
+	@scripts/bench.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI) $(BIN)
+
 .PHONY: bench-go
-bench-go: ## Benchmark the handler (go test -bench)
+bench-go: ## Benchmark the handler alone (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 .

@@ -50,7 +50,8 @@ if ! docker buildx version >/dev/null 2>&1; then
 	tmp=$(mktemp -d)
 	GOBIN=$tmp GOFLAGS=-buildvcs=false go install \
 		-ldflags "-X github.com/docker/buildx/version.Version=$buildx_version" \
-		"github.com/docker/buildx/cmd/buildx@$buildx_version"
+		"github.com/docker/buildx/cmd/buildx@$buildx_version" >"$tmp/log" 2>&1 ||
+		{ tail -20 "$tmp/log" >&2; fail "building docker buildx failed"; }
 	mkdir -p "$plugins" && mv "$tmp/buildx" "$plugins/docker-buildx" && rm -rf "$tmp"
 fi
 step "BuildKit: $(docker buildx version)"
