@@ -15,6 +15,7 @@ CREATED      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 DOCKER       ?= docker
 GO           ?= go
 BIN          ?= bin/whoami
+FUZZTIME     ?= 15s
 
 SINGLE = $(IMAGE):$(SINGLE_TAG)
 MULTI  = $(IMAGE):$(MULTI_TAG)
@@ -32,8 +33,13 @@ compare-sizes: image-single image-multi ## Build both images and print their siz
 	@scripts/compare-sizes.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI)
 
 .PHONY: test
-test: lint docker-ready ## Run vet, the gofmt check and every test (unit and container)
+test: lint docker-ready ## Run vet, the gofmt check, every test (unit, reliability, container) and a short fuzz
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: fuzz
+fuzz: ## Fuzz the request path through the handler for FUZZTIME (default 15s)
+	$(GO) test -run '^$$' -fuzz FuzzWhoami -fuzztime $(FUZZTIME) .
 
 .PHONY: test-unit
 test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)

@@ -2,17 +2,22 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -204,51 +209,126 @@ func TestRunPrintsVersionAndHelp(t *testing.T) {
 	}
 }
 
-func TestGracefulShutdownLetsInFlightRequestsFinish(t *testing.T) {
-	entered := make(chan struct{})
+func TestShutdownUnderLoadFinishesAcceptedRequests(t *testing.T) {
+	const clients = 50
+	var entered atomic.Int64
+	inside := make(chan struct{}, clients)
 	release := make(chan struct{})
+	// Every request blocks in the handler until release: when all clients
+	// are inside, the shutdown starts with clients requests in flight.
 	slow := func() (string, error) {
-		close(entered)
+		entered.Add(1)
+		inside <- struct{}{}
 		<-release
 		return "web-1", nil
 	}
 	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, slow)
 
-	type result struct {
-		status int
-		body   string
-		err    error
+	// An idle keep-alive connection, which shutdown must close.
+	idle, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(p.url("/whoami"))
-		if err != nil {
-			got <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		got <- result{resp.StatusCode, string(b), err}
-	}()
-	<-entered // the request is inside the handler
+	defer idle.Close()
+	idleReader := bufio.NewReader(idle)
+	fmt.Fprintf(idle, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+	go func() { <-inside; release <- struct{}{} }() // let this one through
+	resp, err := http.ReadResponse(idleReader, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("idle connection's request: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	entered.Store(0)
 
-	p.cancel()
+	// Clients send requests until one fails; each records its 200s.
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: hang, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	for range clients {
+		wg.Go(func() {
+			for {
+				resp, err := client.Get(p.url("/whoami"))
+				if err != nil {
+					return // the server has stopped accepting: expected
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != "web-1\n" {
+					t.Errorf("a request accepted by the server got %d %q %v, want 200", resp.StatusCode, body, err)
+					return
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	for range clients {
+		<-inside
+	}
+
+	p.cancel() // what SIGTERM does
 	p.waitFor(t, `msg="whoami shutting down"`)
 	waitRefused(t, p.addr)
+	idle.SetReadDeadline(time.Now().Add(hang))
+	if _, err := idleReader.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("idle keep-alive connection: read %v, want EOF (closed by shutdown)", err)
+	}
 	close(release)
+	wg.Wait()
 
-	r := <-got
-	if r.err != nil || r.status != 200 || r.body != "web-1\n" {
-		t.Errorf("in-flight request got %d %q %v, want 200 %q", r.status, r.body, r.err, "web-1\n")
+	if ok.Load() != entered.Load() || ok.Load() < clients {
+		t.Errorf("%d requests entered the handler, %d completed with 200; want all, and at least %d", entered.Load(), ok.Load(), clients)
 	}
 	if err := p.wait(); err != nil {
 		t.Fatalf("run returned %v, want nil", err)
 	}
 }
 
+func TestLoadManyClientsNoErrorsNoLeak(t *testing.T) {
+	const clients, perClient = 200, 100
+	host, _ := os.Hostname()
+	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	transport := &http.Transport{MaxIdleConnsPerHost: clients}
+	client := &http.Client{Timeout: hang, Transport: transport}
+	do(t, mustRequest(t, "GET", p.url("/whoami"))) // warm up
+	baseline := runtime.NumGoroutine()
+
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range perClient {
+				resp, err := client.Get(p.url("/whoami"))
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != host+"\n" {
+					failures.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed or had a wrong body", n, clients*perClient)
+	}
+
+	// Once the clients hang up, the server's connection goroutines end.
+	transport.CloseIdleConnections()
+	var now int
+	for deadline := time.Now().Add(hang); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if now = runtime.NumGoroutine(); now <= baseline {
+			return
+		}
+	}
+	t.Errorf("goroutines: %d before the load, still %d after it", baseline, now)
+}
+
 func TestSlowHeadersAreCutOffWhileOthersAreServed(t *testing.T) {
 	srv := newServer(newHandler(os.Hostname, discardLogger()), discardLogger())
-	srv.ReadHeaderTimeout = 200 * time.Millisecond
+	srv.ReadHeaderTimeout = 300 * time.Millisecond
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -256,24 +336,49 @@ func TestSlowHeadersAreCutOffWhileOthersAreServed(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	slow, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	if _, err := io.WriteString(slow, "GET /whoami HTTP/1.1\r\nHost: x\r\n"); err != nil {
-		t.Fatal(err)
+	// Several clients trickle a header byte every 20 ms and never finish.
+	const slowClients = 5
+	cut := make(chan error, slowClients)
+	for range slowClients {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			io.WriteString(conn, "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+			for {
+				if _, err := conn.Write([]byte("a")); err != nil {
+					cut <- nil // the server closed the connection
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		go func() {
+			conn.SetReadDeadline(time.Now().Add(hang))
+			if n, err := conn.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				cut <- fmt.Errorf("read %d bytes, %v; want the server to close the connection", n, err)
+				return
+			}
+		}()
 	}
 
-	// While the slow client holds its connection, others are answered.
-	if resp, _ := do(t, mustRequest(t, "GET", "http://"+ln.Addr().String()+"/whoami")); resp.StatusCode != 200 {
-		t.Errorf("a normal client got %d, want 200", resp.StatusCode)
+	// While they hold their connections, others are answered.
+	for range 20 {
+		if resp, _ := do(t, mustRequest(t, "GET", "http://"+ln.Addr().String()+"/whoami")); resp.StatusCode != 200 {
+			t.Fatalf("a normal client got %d, want 200", resp.StatusCode)
+		}
 	}
-
-	slow.SetReadDeadline(time.Now().Add(hang))
-	n, err := slow.Read(make([]byte, 1))
-	if n != 0 || !errors.Is(err, io.EOF) {
-		t.Fatalf("slow client: read %d bytes, %v; want the server to close the connection", n, err)
+	for range slowClients {
+		select {
+		case err := <-cut:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(hang):
+			t.Fatalf("a slow client was not cut off within %v", hang)
+		}
 	}
 }
 
@@ -299,6 +404,113 @@ func TestHeaderSizeLimit(t *testing.T) {
 	if resp, _ := do(t, mustRequest(t, "GET", p.url("/whoami"))); resp.StatusCode != 200 {
 		t.Errorf("after a 431, status = %d, want 200", resp.StatusCode)
 	}
+}
+
+func TestBadInputGetsAClearAnswer(t *testing.T) {
+	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	noise := make([]byte, 4096)
+	rand.NewChaCha8([32]byte{1}).Read(noise) // the same bytes every run
+
+	tests := []struct {
+		name    string
+		request string
+		want    int // 0: a 4xx answer or a clean close will do
+	}{
+		{"an oversized URL", "GET /whoami?" + strings.Repeat("a", 2*maxHeaderBytes) + " HTTP/1.1\r\nHost: x\r\n\r\n", 431},
+		{"oversized headers", "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", 431},
+		{"a malformed request line", "GET\r\n\r\n", 400},
+		{"a line that is not HTTP", "hello\r\n\r\n", 400},
+		{"an unknown method", "BREW /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+		{"HTTP/1.0 without Host", "GET /whoami HTTP/1.0\r\n\r\n", 200},
+		{"HTTP/1.1 without Host", "GET /whoami HTTP/1.1\r\n\r\n", 400},
+		{"two Host headers", "GET /whoami HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+		{"a body on GET", "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200},
+		{"a header line without a colon", "GET /whoami HTTP/1.1\r\nHost: x\r\nbroken\r\n\r\n", 400},
+		{"a NUL byte in a header", "GET /whoami HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400},
+		{"a negative Content-Length", "POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
+		{"an unsupported Transfer-Encoding", "GET /whoami HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+		{"a bad percent-escape", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"an unknown HTTP version", "GET /whoami HTTP/9.9\r\nHost: x\r\n\r\n", 505},
+		{"an HTTP/2 preface on plain HTTP/1", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},
+		{"random bytes", string(noise), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, err := exchange(p.addr, tt.request)
+			switch {
+			case tt.want != 0 && status != tt.want:
+				t.Errorf("status = %d (%v), want %d", status, err, tt.want)
+			case tt.want == 0 && status != 0 && (status < 400 || status > 499):
+				t.Errorf("status = %d, want a 4xx or a closed connection", status)
+			}
+			// Whatever came before, the server still serves.
+			if resp, _ := do(t, mustRequest(t, "GET", p.url("/whoami"))); resp.StatusCode != 200 {
+				t.Errorf("afterwards GET /whoami = %d, want 200", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// exchange writes raw bytes on a new connection and returns the status of
+// the answer, or 0 and the error if the server closed the connection.
+func exchange(addr, request string) (int, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(hang))
+	go io.WriteString(conn, request) // the server may answer before it reads it all
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// FuzzWhoami sends arbitrary requests through the handler: whatever the
+// method and path, the answer is 200 with the hostname for GET or HEAD on
+// /whoami, a redirect to a cleaned path, 404 or 405, never a panic.
+// Run it longer with: go test -run '^$' -fuzz FuzzWhoami -fuzztime 1m .
+func FuzzWhoami(f *testing.F) {
+	for _, seed := range []string{
+		"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+		"GET /x/../whoami?a=b HTTP/1.0\r\n\r\n",
+		"GET //whoami HTTP/1.1\r\nHost: x\r\n\r\n",
+		"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := newHandler(os.Hostname, discardLogger())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			return // the server answers 400 before any handler runs
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch w.Code {
+		case 200:
+			if req.Method != "GET" && req.Method != "HEAD" || w.Body.String() != host+"\n" {
+				t.Errorf("%s %s: 200 %q", req.Method, req.URL, w.Body)
+			}
+		case 405:
+			if w.Header().Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: 405 with Allow %q", req.Method, req.URL, w.Header().Get("Allow"))
+			}
+		case 301, 307, 308, 400, 404:
+		default:
+			t.Errorf("%s %s: unexpected status %d", req.Method, req.URL, w.Code)
+		}
+	})
 }
 
 func TestHealthcheck(t *testing.T) {

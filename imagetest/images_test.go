@@ -123,7 +123,8 @@ func TestMultistageImageHoldsOnlyTheBinaryAndRunsUnprivileged(t *testing.T) {
 	if user := docker(t, "image", "inspect", "-f", "{{.Config.User}}", multi); user != "65534:65534" {
 		t.Errorf("USER = %q, want 65534:65534", user)
 	}
-	running, url := runContainer(t, multi, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+	running, url := runContainer(t, multi, "--read-only", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges", "--user", "65534")
 	// docker top runs ps on the engine's host: the real UID of the process.
 	if uid := strings.Fields(lastLine(docker(t, "top", running, "-o", "pid,uid")))[1]; uid != "65534" {
 		t.Errorf("the process runs as UID %s, want 65534", uid)
