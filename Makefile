@@ -83,7 +83,7 @@ docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit and t
 	@scripts/provision.sh $(GOLANG_IMAGE)
 
 .PHONY: bench
-bench: build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; write docs/benchmarks.md
+bench: build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; update docs/benchmarks.md and README
 	@scripts/bench.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI) $(BIN)
 
 .PHONY: bench-go

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: measures the images, the builds, the container's life cycle and
-# the service under load on this machine, and prints one Markdown report,
-# also written to docs/benchmarks.md so that README can quote it verbatim.
+# the service under load on this machine, and prints one Markdown report. It
+# writes it to docs/benchmarks.md and between the bench markers of README.md.
 #
 # Every figure is a median of several runs, with the spread (min-max): these
 # machines are shared and noisy. Nothing here is a pass/fail test.
@@ -42,6 +42,7 @@ row() {
 		'{ printf "| %s | " f " %s | " f "-" f " %s | %d |\n", l, $1, u, $2, $3, u, $4 }'
 }
 wait_200() { until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do :; done; }
+size_row() { awk -v n="$1" -v b="$2" 'BEGIN { printf "| %s | %d | %.2f |\n", n, b, b / 1e6 }'; }
 rss_mb() { docker top "$1" -o pid,rss | awk 'NR > 1 { printf "%.1f", $2 / 1024 }'; }
 
 # Build times, in a copy of the build context so the edits stay out of the repo.
@@ -56,6 +57,12 @@ for i in $(seq "$runs"); do
 	echo "// bench edit $i" >>"$work/http.go"
 	t=$(now); docker build -q -t "$scratch" "$work" >/dev/null; since "$t"; echo
 done >"$work/warm"
+
+say "binary size by build flags"
+binary_size() { CGO_ENABLED=0 go build -buildvcs=false "$@" -o "$work/whoami" . && stat -c %s "$work/whoami"; }
+size_default=$(binary_size)
+size_stripped=$(binary_size -trimpath -ldflags "-s -w")
+size_omit_h2=$(binary_size -trimpath -ldflags "-s -w" -tags nethttpomithttp2)
 
 say "start-up and docker stop ($runs runs)"
 for _ in $(seq "$runs"); do
@@ -111,6 +118,14 @@ rss_load=$(rss_mb "$cid")
 	echo
 	scripts/compare-sizes.sh "$golang" "$single" "$multi" | sed '/^Measured/d'
 	echo
+	echo "**Binary size by build flags** ($(go env GOVERSION) $(go env GOOS)/$(go env GOARCH), CGO_ENABLED=0)"
+	echo
+	echo "| flags | bytes | MB |"
+	echo "|---|---:|---:|"
+	size_row "(no flags)" "$size_default"
+	size_row '`-trimpath -ldflags "-s -w"`, as in Dockerfile' "$size_stripped"
+	size_row 'the same and `-tags nethttpomithttp2` (not used)' "$size_omit_h2"
+	echo
 	echo "**Build, start, stop** (\`$multi\`)"
 	echo
 	echo "| measurement | median | spread | runs |"
@@ -128,4 +143,11 @@ rss_load=$(rss_mb "$cid")
 	echo "|---|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${load_rows[@]}"
 } | tee "$report"
-say "written to $report"
+
+# README quotes the report verbatim between two markers.
+awk -v report="$report" '
+	/<!-- bench:end -->/ { while ((getline line < report) > 0) print line; skip = 0 }
+	!skip { print }
+	/<!-- bench:start -->/ { skip = 1 }' README.md >"$work/README.md"
+cat "$work/README.md" >README.md
+say "written to $report and to README.md's Performance section"
