@@ -11,7 +11,8 @@ PLATFORM     ?=
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null)
 SOURCE       ?= $(shell git remote get-url origin 2>/dev/null)
-CREATED      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# The commit's time, not the clock's: rebuilding a commit gives the same image.
+CREATED      ?= $(shell TZ=UTC git log -1 --date=iso-strict-local --format=%cd 2>/dev/null)
 DOCKER       ?= docker
 GO           ?= go
 BIN          ?= bin/whoami
