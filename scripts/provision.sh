@@ -28,11 +28,8 @@ apt_install() {
 
 # 1. A Docker engine.
 if ! docker info >/dev/null 2>&1; then
-	if ! command -v dockerd >/dev/null; then
-		may_install || fail "no Docker engine answers: start Docker, or run scripts/provision.sh as root on Debian/Ubuntu to install one"
-		apt_install dockerd docker.io
-	fi
-	[ "$(id -u)" = 0 ] || fail "no Docker engine answers: start it (sudo dockerd, or sudo service docker start), then rerun"
+	may_install || fail "no Docker engine answers: start Docker (e.g. sudo service docker start), or run scripts/provision.sh as root on Debian/Ubuntu to install and start one"
+	command -v dockerd >/dev/null || apt_install dockerd docker.io
 	step "start dockerd in the background (log: /var/log/dockerd.log)"
 	setsid -f dockerd >/var/log/dockerd.log 2>&1 </dev/null
 	for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
