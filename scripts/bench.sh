@@ -17,6 +17,7 @@ golang=${1:?usage: bench.sh GOLANG_IMAGE SINGLE_IMAGE MULTI_IMAGE BINARY}
 single=${2:?} multi=${3:?} binary=${4:?}
 runs=${RUNS:-5} cold_runs=${COLD_RUNS:-3} load_runs=${LOAD_RUNS:-3} duration=${DURATION:-5}
 report=docs/benchmarks.md
+command -v wrk >/dev/null || { echo "whoami: make bench needs wrk: apt-get install wrk (or scripts/provision.sh as root)" >&2; exit 1; }
 scratch=whoami-bench-$$:tmp
 work=$(mktemp -d)
 pids=()

@@ -53,8 +53,11 @@ if ! docker buildx version >/dev/null 2>&1; then
 fi
 step "BuildKit: $(docker buildx version)"
 
-# 3. wrk, the load generator that `make bench` uses.
-command -v wrk >/dev/null || apt_install wrk wrk
+# 3. wrk, the load generator of `make bench` (and only of it: its absence
+#    stops nothing else).
+if ! command -v wrk >/dev/null; then
+	if may_install; then apt_install wrk wrk; else step "wrk not found: make bench needs it (apt-get install wrk)"; fi
+fi
 
 # 4. The golang base image of both Dockerfiles.
 if docker image inspect "$golang_image" >/dev/null 2>&1; then
