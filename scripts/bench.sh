@@ -42,7 +42,13 @@ row() {
 	summary "$4" | awk -v l="$1" -v u="$2" -v f="$3" \
 		'{ printf "| %s | " f " %s | " f "-" f " %s | %d |\n", l, $1, u, $2, $3, u, $4 }'
 }
-wait_200() { until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do :; done; }
+# wait_200 URL polls until URL answers 200, and gives up after 30 s.
+wait_200() {
+	local end=$((SECONDS + 30))
+	until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
+		[ "$SECONDS" -lt "$end" ] || { echo "whoami: $1 did not answer 200 within 30 s" >&2; exit 1; }
+	done
+}
 size_row() { awk -v n="$1" -v b="$2" 'BEGIN { printf "| %s | %d | %.2f |\n", n, b, b / 1e6 }'; }
 rss_mb() { docker top "$1" -o pid,rss | awk 'NR > 1 { printf "%.1f", $2 / 1024 }'; }
 
@@ -81,8 +87,12 @@ exits=$(sort -u "$work/exit" | paste -sd, -)
 # through its published port (docker-proxy), on the same 2 cores as wrk.
 "$binary" -addr 127.0.0.1:0 2>"$work/host.log" &
 pids+=($!)
-until grep -q 'whoami listening' "$work/host.log"; do sleep 0.05; done
+until grep -q 'whoami listening' "$work/host.log"; do
+	kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/host.log" >&2; exit 1; } # it exited
+	sleep 0.05
+done
 host_url="http://$(sed -n 's/.* addr=\([^ ]*\).*/\1/p' "$work/host.log" | head -1)/whoami"
+wait_200 "$host_url"
 cid=$(docker run -d --label "whoami-bench=$$" -p 127.0.0.1::8080 "$multi")
 container_url="http://$(docker port "$cid" 8080/tcp | head -1)/whoami"
 wait_200 "$container_url"
