@@ -14,6 +14,8 @@ SOURCE       ?= $(shell git remote get-url origin 2>/dev/null)
 # The commit's time, not the clock's: rebuilding a commit gives the same image.
 CREATED      ?= $(shell TZ=UTC git log -1 --date=iso-strict-local --format=%cd 2>/dev/null)
 DOCKER       ?= docker
+COMPOSE      ?= $(DOCKER) compose
+LB_IMAGE     ?= $(shell sed -n 's/.*image: $${LB_IMAGE:-\(.*\)}$$/\1/p' compose.yaml)
 GO           ?= go
 BIN          ?= bin/whoami
 FUZZTIME     ?= 15s
@@ -70,6 +72,18 @@ image-multi: docker-ready ## Build whoami:2.0 from Dockerfile (multistage, a few
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) --build-arg SOURCE=$(SOURCE) \
 		-t $(MULTI) .
 
+.PHONY: lb-demo
+lb-demo: image-multi ## Run 3 replicas behind HAProxy on :8080 (compose.yaml) and show which replica answers
+	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./replicas demo
+
+.PHONY: rolling-restart
+rolling-restart: ## Replace every replica of the lb-demo stack, one at a time, under load: 0 failed requests
+	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./replicas rolling-restart
+
+.PHONY: lb-down
+lb-down: ## Stop and remove the lb-demo stack (containers and network)
+	$(COMPOSE) down --remove-orphans
+
 .PHONY: run-container
 run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)
 	$(DOCKER) run --rm -p 8080:8080 $(MULTI)
@@ -80,8 +94,8 @@ clean: ## Remove bin/ and the two images this Makefile builds
 	-$(DOCKER) image rm $(SINGLE) $(MULTI) 2>/dev/null
 
 .PHONY: docker-ready
-docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit and the golang base image
-	@scripts/provision.sh $(GOLANG_IMAGE)
+docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit, Compose and the base images
+	@scripts/provision.sh $(GOLANG_IMAGE) $(LB_IMAGE)
 
 .PHONY: bench
 bench: build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; update docs/benchmarks.md and README

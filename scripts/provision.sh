@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes this machine ready for the image targets, the container tests and the
-# benchmarks: a Docker engine that answers, BuildKit, wrk, and the golang base
-# image (pulled, or rebuilt locally when no registry answers).
+# benchmarks: a Docker engine that answers, BuildKit, Docker Compose, wrk, and
+# the two images the project starts from: the golang base of both Dockerfiles
+# and the HAProxy balancer of compose.yaml (each pulled, or rebuilt locally
+# when no registry answers).
 #
 # Idempotent: every step checks first and is skipped when already done, so
 # `make` runs it before each image target at almost no cost. It installs
@@ -9,12 +11,15 @@
 # when something is missing; set PROVISION=no to forbid that. Elsewhere it
 # stops with one line that says what to do.
 #
-# Usage: scripts/provision.sh [GOLANG_IMAGE]   (default: golang:<go.mod version>-bookworm)
+# Usage: scripts/provision.sh [GOLANG_IMAGE [LB_IMAGE]]
+#   (defaults: golang:<go.mod version>-bookworm, and compose.yaml's haproxy image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 golang_image=${1:-golang:$(sed -n 's/^go //p' go.mod)-bookworm}
-buildx_version=v0.38.2 # the buildx CLI plugin, built from the Go module proxy when missing
+lb_image=${2:-$(sed -n 's/.*image: \${LB_IMAGE:-\(.*\)}$/\1/p' compose.yaml)}
+buildx_version=v0.38.2  # the buildx CLI plugin, built from the Go module proxy when missing
+compose_version=v5.6.0  # the Compose CLI plugin, likewise (v5.7 asks for a newer Go)
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'whoami: %s\n' "$*" >&2; exit 1; }
@@ -40,9 +45,9 @@ step "Docker engine $(docker version -f '{{.Server.Version}}'), storage driver $
 # 2. BuildKit, through the buildx plugin that `docker build` uses. Without it
 #    the client falls back to the legacy builder, which refuses the
 #    multistage Dockerfile's --platform=$BUILDPLATFORM and RUN --mount.
+if [ "$(id -u)" = 0 ]; then plugins=/usr/local/lib/docker/cli-plugins; else plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins; fi
 if ! docker buildx version >/dev/null 2>&1; then
 	command -v go >/dev/null || fail "docker buildx is missing and there is no go to build it: install the docker-buildx plugin"
-	if [ "$(id -u)" = 0 ]; then plugins=/usr/local/lib/docker/cli-plugins; else plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins; fi
 	step "go install github.com/docker/buildx/cmd/buildx@$buildx_version -> $plugins (a few minutes the first time)"
 	tmp=$(mktemp -d)
 	GOBIN=$tmp GOFLAGS=-buildvcs=false go install \
@@ -53,21 +58,46 @@ if ! docker buildx version >/dev/null 2>&1; then
 fi
 step "BuildKit: $(docker buildx version)"
 
-# 3. wrk, the load generator of `make bench` (and only of it: its absence
+# 3. Docker Compose v2 or later, as the `docker compose` plugin. Not Debian's
+#    docker-compose package: that is the retired Python v1. `go install` of
+#    Compose refuses its go.mod's exclude directives, so it is built as a
+#    dependency of a throwaway module.
+if ! docker compose version >/dev/null 2>&1; then
+	command -v go >/dev/null || fail "docker compose is missing and there is no go to build it: install the docker-compose-plugin package"
+	step "go build github.com/docker/compose/v5/cmd@$compose_version -> $plugins/docker-compose (a few minutes the first time)"
+	tmp=$(mktemp -d)
+	(cd "$tmp" && go mod init compose-plugin && go get "github.com/docker/compose/v5/cmd@$compose_version" &&
+		GOFLAGS=-buildvcs=false go build -trimpath -o docker-compose \
+			-ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$compose_version" \
+			github.com/docker/compose/v5/cmd) >"$tmp/log" 2>&1 ||
+		{ tail -20 "$tmp/log" >&2; fail "building docker compose failed"; }
+	mkdir -p "$plugins" && mv "$tmp/docker-compose" "$plugins/docker-compose" && rm -rf "$tmp"
+fi
+step "Compose: $(docker compose version)"
+
+# 4. wrk, the load generator of `make bench` (and only of it: its absence
 #    stops nothing else).
 if ! command -v wrk >/dev/null; then
 	if may_install; then apt_install wrk wrk; else step "wrk not found: make bench needs it (apt-get install wrk)"; fi
 fi
 
-# 4. The golang base image of both Dockerfiles.
-if docker image inspect "$golang_image" >/dev/null 2>&1; then
-	step "$golang_image is in the local image store"
-else
-	step "docker pull $golang_image"
-	if ! timeout 300 docker pull -q "$golang_image"; then
-		step "no registry answers: rebuilding $golang_image locally from the official recipe"
-		command -v debootstrap >/dev/null || apt_install debootstrap debootstrap
-		[ "$(id -u)" = 0 ] || fail "rebuilding $golang_image needs root (debootstrap): rerun as root"
-		scripts/golang-image/build.sh "$golang_image"
+# 5. The golang base image of both Dockerfiles, and the balancer's image of
+#    compose.yaml: the official images, or, when no registry answers, rebuilt
+#    locally from their public recipes on a Debian base made with debootstrap.
+image() { # image NAME REBUILD_SCRIPT
+	local origin
+	if docker image inspect "$1" >/dev/null 2>&1; then
+		origin=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.description"}}' "$1")
+		case "$origin" in *"rebuilt locally"*) origin="rebuilt locally ($2)" ;; *) origin="official image" ;; esac
+		step "$1 is in the local image store: $origin"
+		return
 	fi
-fi
+	step "docker pull $1"
+	timeout 300 docker pull -q "$1" && return
+	step "no registry answers: rebuilding $1 locally with $2"
+	command -v debootstrap >/dev/null || apt_install debootstrap debootstrap
+	[ "$(id -u)" = 0 ] || fail "rebuilding $1 needs root (debootstrap): rerun as root"
+	"$2" "$1"
+}
+image "$golang_image" scripts/golang-image/build.sh
+image "$lb_image" scripts/haproxy-image/build.sh

@@ -1,0 +1,308 @@
+package kubernetes
+
+import (
+	"bytes"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+	"sigs.k8s.io/yaml"
+)
+
+// The repository root, where http.go, Dockerfile and Makefile are.
+const root = "../.."
+
+// manifests are the objects of every YAML file here, decoded strictly.
+type manifests struct {
+	deployment *appsv1.Deployment
+	service    *corev1.Service
+	pdb        *policyv1.PodDisruptionBudget
+}
+
+// load decodes every document of every *.yaml file in dir into its
+// k8s.io/api type. Decoding is strict: an unknown or misspelled field, a
+// duplicate key, or a kind this project does not ship is an error.
+func load(dir string) (*manifests, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no manifests in %s: %v", dir, err)
+	}
+	m := &manifests{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for i, doc := range bytes.Split(b, []byte("\n---\n")) {
+			if err := m.decode(doc); err != nil {
+				return nil, fmt.Errorf("%s, document %d: %v", filepath.Base(f), i+1, err)
+			}
+		}
+	}
+	if m.deployment == nil || m.service == nil || m.pdb == nil {
+		return nil, fmt.Errorf("want a Deployment, a Service and a PodDisruptionBudget in %s", dir)
+	}
+	return m, nil
+}
+
+func (m *manifests) decode(doc []byte) error {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return err
+	}
+	var obj any
+	switch gvk := tm.APIVersion + "/" + tm.Kind; gvk {
+	case "apps/v1/Deployment":
+		m.deployment = &appsv1.Deployment{}
+		obj = m.deployment
+	case "v1/Service":
+		m.service = &corev1.Service{}
+		obj = m.service
+	case "policy/v1/PodDisruptionBudget":
+		m.pdb = &policyv1.PodDisruptionBudget{}
+		obj = m.pdb
+	default:
+		return fmt.Errorf("unexpected apiVersion/kind %q", gvk)
+	}
+	return yaml.UnmarshalStrict(doc, obj)
+}
+
+func TestStrictDecodingCatchesMistakes(t *testing.T) {
+	for _, tc := range []struct{ name, doc string }{
+		{"a misspelled field", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {selectr: {a: b}}\n"},
+		{"a field of another kind", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {replicas: 3}\n"},
+		{"a duplicate key", "apiVersion: v1\nkind: Service\nmetadata: {name: x, name: y}\n"},
+		{"an old apiVersion", "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: x}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := (&manifests{}).decode([]byte(tc.doc)); err == nil {
+				t.Errorf("decoded without error:\n%s", tc.doc)
+			}
+		})
+	}
+}
+
+func TestManifests(t *testing.T) {
+	m, err := load(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.deployment
+	pod := &d.Spec.Template
+	c := container(t, pod)
+	image, port := imageAndPort(t)
+	path, shutdown := routeAndShutdown(t)
+
+	t.Run("the pod meets the restricted Pod Security Standard", func(t *testing.T) {
+		evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+		result := policy.AggregateCheckResults(evaluator.EvaluatePod(lv, &pod.ObjectMeta, &pod.Spec))
+		if !result.Allowed {
+			t.Errorf("restricted: %s: %s", result.ForbiddenReason(), result.ForbiddenDetail())
+		}
+	})
+
+	t.Run("the image, user and port are the Makefile's and the Dockerfile's", func(t *testing.T) {
+		if c.Image != image {
+			t.Errorf("image %q, want %q (Makefile IMAGE:MULTI_TAG)", c.Image, image)
+		}
+		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port || c.Ports[0].Name != "http" {
+			t.Errorf("ports %+v, want one named http on %d (Dockerfile EXPOSE)", c.Ports, port)
+		}
+		sc := pod.Spec.SecurityContext
+		if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65534 || sc.RunAsGroup == nil || *sc.RunAsGroup != 65534 {
+			t.Errorf("pod securityContext %+v: want runAsUser and runAsGroup 65534, the image's USER", sc)
+		}
+	})
+
+	t.Run("the probes ask the service's own route on its port", func(t *testing.T) {
+		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				t.Errorf("%s probe: want an HTTP GET", name)
+				continue
+			}
+			if p.HTTPGet.Path != path {
+				t.Errorf("%s probe path %q, want %q (http.go's route)", name, p.HTTPGet.Path, path)
+			}
+			if p.HTTPGet.Port != intstr.FromString("http") {
+				t.Errorf("%s probe port %v, want the named port http", name, p.HTTPGet.Port.String())
+			}
+		}
+		if c.LivenessProbe != nil && c.ReadinessProbe != nil &&
+			patience(c.LivenessProbe) <= patience(c.ReadinessProbe) {
+			t.Errorf("liveness gives up after %v, readiness after %v: a busy pod would be restarted before it is taken out of the Service",
+				patience(c.LivenessProbe), patience(c.ReadinessProbe))
+		}
+	})
+
+	t.Run("the grace period covers the preStop wait and the server's shutdown", func(t *testing.T) {
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+			t.Fatal("want a preStop sleep action (scratch has no sleep binary)")
+		}
+		wait := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+		if wait <= 0 {
+			t.Errorf("preStop sleeps %v: want a few seconds for the endpoints to be updated", wait)
+		}
+		grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+		if grace <= wait+shutdown {
+			t.Errorf("terminationGracePeriodSeconds %v, want more than preStop %v + shutdownTimeout %v (http.go)", grace, wait, shutdown)
+		}
+	})
+
+	t.Run("a rolling update never runs fewer than the replicas", func(t *testing.T) {
+		ru := d.Spec.Strategy.RollingUpdate
+		if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil ||
+			ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge == nil || ru.MaxSurge.IntValue() < 1 {
+			t.Errorf("strategy %+v: want RollingUpdate, maxUnavailable 0, maxSurge at least 1", d.Spec.Strategy)
+		}
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+			t.Errorf("replicas %v, want 3", d.Spec.Replicas)
+		}
+		if len(pod.Spec.TopologySpreadConstraints) == 0 {
+			t.Error("want a topology spread constraint across nodes")
+		}
+	})
+
+	t.Run("the selectors select the pods", func(t *testing.T) {
+		podLabels := labels.Set(pod.Labels)
+		for name, sel := range map[string]*metav1.LabelSelector{
+			"Deployment": d.Spec.Selector, "PodDisruptionBudget": m.pdb.Spec.Selector,
+			"topology spread": pod.Spec.TopologySpreadConstraints[0].LabelSelector,
+		} {
+			s, err := metav1.LabelSelectorAsSelector(sel)
+			if err != nil || s.Empty() || !s.Matches(podLabels) {
+				t.Errorf("%s selector %v does not select the pod labels %v (%v)", name, sel, podLabels, err)
+			}
+		}
+		if s := labels.SelectorFromSet(m.service.Spec.Selector); s.Empty() || !s.Matches(podLabels) {
+			t.Errorf("Service selector %v does not select the pod labels %v", m.service.Spec.Selector, podLabels)
+		}
+		if tp := m.service.Spec.Ports[0].TargetPort; tp != intstr.FromString("http") {
+			t.Errorf("Service targetPort %v, want the container's port name http", tp.String())
+		}
+	})
+
+	t.Run("the pod is locked down beyond the standard", func(t *testing.T) {
+		if a := pod.Spec.AutomountServiceAccountToken; a == nil || *a {
+			t.Error("want automountServiceAccountToken: false")
+		}
+		if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Error("want readOnlyRootFilesystem: true")
+		}
+		mem := c.Resources.Limits.Memory()
+		req := c.Resources.Requests.Memory()
+		if mem.IsZero() || req.IsZero() || req.Cmp(*mem) > 0 {
+			t.Errorf("memory request %v and limit %v: want both, request at most the limit", req, mem)
+		}
+	})
+}
+
+// patience is how long a probe fails before Kubernetes acts.
+func patience(p *corev1.Probe) time.Duration {
+	return time.Duration(p.PeriodSeconds*p.FailureThreshold) * time.Second
+}
+
+func container(t *testing.T, pod *corev1.PodTemplateSpec) *corev1.Container {
+	t.Helper()
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatalf("want one container, got %d", len(pod.Spec.Containers))
+	}
+	return &pod.Spec.Containers[0]
+}
+
+// imageAndPort reads the image name from the Makefile (IMAGE:MULTI_TAG) and
+// the port from the Dockerfile (EXPOSE).
+func imageAndPort(t *testing.T) (string, int32) {
+	t.Helper()
+	makefile := read(t, "Makefile")
+	name := submatch(t, makefile, `(?m)^IMAGE\s*\?=\s*(\S+)`)
+	tag := submatch(t, makefile, `(?m)^MULTI_TAG\s*\?=\s*(\S+)`)
+	port, err := strconv.Atoi(submatch(t, read(t, "Dockerfile"), `(?m)^EXPOSE\s+(\d+)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name + ":" + tag, int32(port)
+}
+
+// routeAndShutdown reads, from http.go's syntax tree, the path of the one
+// route (mux.Handle("GET /whoami", ...)) and the shutdownTimeout constant
+// (N * time.Second).
+func routeAndShutdown(t *testing.T) (path string, shutdown time.Duration) {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "http.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CallExpr:
+			if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Handle" && len(n.Args) == 2 {
+				if lit, ok := n.Args[0].(*ast.BasicLit); ok {
+					pattern, _ := strconv.Unquote(lit.Value)
+					path = pattern[strings.IndexByte(pattern, ' ')+1:]
+				}
+			}
+		case *ast.ValueSpec:
+			if n.Names[0].Name == "shutdownTimeout" {
+				if e, ok := n.Values[0].(*ast.BinaryExpr); ok && e.Op == token.MUL {
+					if lit, ok := e.X.(*ast.BasicLit); ok && selectorName(e.Y) == "time.Second" {
+						s, _ := strconv.Atoi(lit.Value)
+						shutdown = time.Duration(s) * time.Second
+					}
+				}
+			}
+		}
+		return true
+	})
+	if path == "" || shutdown == 0 {
+		t.Fatalf("http.go: found route %q and shutdownTimeout %v: want mux.Handle(\"GET /path\", ...) and shutdownTimeout = N * time.Second", path, shutdown)
+	}
+	return path, shutdown
+}
+
+// selectorName renders a selector expression such as time.Second.
+func selectorName(e ast.Expr) string {
+	if sel, ok := e.(*ast.SelectorExpr); ok {
+		if x, ok := sel.X.(*ast.Ident); ok {
+			return x.Name + "." + sel.Sel.Name
+		}
+	}
+	return ""
+}
+
+func read(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func submatch(t *testing.T, s, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no match for %s", re)
+	}
+	return m[1]
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// stack is one Compose project of compose.yaml.
+type stack struct {
+	dir string   // where compose.yaml is; "" is the current directory
+	env []string // added to the environment of docker compose
+	out io.Writer
+}
+
+// replica is one whoami container of the stack.
+type replica struct {
+	ID, Name, Hostname, Health, IP string
+}
+
+// compose runs docker compose with args and returns its standard output.
+func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
+	return s.docker(ctx, append([]string{"compose"}, args...)...)
+}
+
+// docker runs docker with args and returns its standard output; an error
+// carries what it printed on standard error.
+func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), s.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// up starts (or scales) the stack and waits until every replica is healthy.
+func (s *stack) up(ctx context.Context, replicas int) error {
+	_, err := s.compose(ctx, "up", "-d", "--wait", "--scale", fmt.Sprintf("whoami=%d", replicas))
+	return err
+}
+
+// down removes every container and network of the stack.
+func (s *stack) down(ctx context.Context) error {
+	_, err := s.compose(ctx, "down", "--remove-orphans", "--timeout", "10")
+	return err
+}
+
+// replicas lists the whoami containers, as Docker sees them.
+func (s *stack) replicas(ctx context.Context) ([]replica, error) {
+	ids, err := s.compose(ctx, "ps", "-q", "whoami")
+	if err != nil || ids == "" {
+		return nil, err
+	}
+	out, err := s.docker(ctx, append([]string{"inspect"}, strings.Fields(ids)...)...)
+	if err != nil {
+		return nil, err
+	}
+	var inspected []struct {
+		ID     string
+		Name   string
+		Config struct{ Hostname string }
+		State  struct {
+			Health *struct{ Status string }
+		}
+		NetworkSettings struct {
+			Networks map[string]struct{ IPAddress string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &inspected); err != nil {
+		return nil, fmt.Errorf("docker inspect: %v", err)
+	}
+	rs := make([]replica, 0, len(inspected))
+	for _, c := range inspected {
+		r := replica{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Hostname: c.Config.Hostname, Health: "none"}
+		if c.State.Health != nil {
+			r.Health = c.State.Health.Status
+		}
+		for _, n := range c.NetworkSettings.Networks {
+			r.IP = n.IPAddress
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// published returns the 127.0.0.1 address where a port of the balancer is
+// published.
+func (s *stack) published(ctx context.Context, port string) (string, error) {
+	out, err := s.compose(ctx, "port", "lb", port)
+	if err != nil {
+		return "", err
+	}
+	_, p, err := net.SplitHostPort(strings.Fields(out + " ")[0])
+	if err != nil {
+		return "", fmt.Errorf("docker compose port lb %s: %q: %v", port, out, err)
+	}
+	return net.JoinHostPort("127.0.0.1", p), nil
+}
+
+// url is the balancer's /whoami.
+func (s *stack) url(ctx context.Context) (string, error) {
+	addr, err := s.published(ctx, "8080")
+	return "http://" + addr + "/whoami", err
+}
+
+func (s *stack) mustStatsURL(ctx context.Context) string {
+	addr, err := s.published(ctx, "8404")
+	if err != nil {
+		return err.Error()
+	}
+	return "http://" + addr + "/"
+}
+
+// server is one slot of HAProxy's whoami backend, from its statistics.
+type server struct {
+	Name, Status, Addr string
+	Sessions           int // requests sent to it since HAProxy started
+}
+
+// servers reads HAProxy's view of the whoami backend from its statistics
+// page (CSV).
+func (s *stack) servers(ctx context.Context) ([]server, error) {
+	url := s.mustStatsURL(ctx) + ";csv"
+	body, code, err := fetch(ctx, http.DefaultClient, url)
+	if err != nil || code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %v", url, code, err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "# "))).ReadAll()
+	if err != nil || len(rows) < 1 {
+		return nil, fmt.Errorf("GET %s: %v", url, err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	var ss []server
+	for _, r := range rows[1:] {
+		if r[col["pxname"]] != "whoami" || r[col["svname"]] == "BACKEND" {
+			continue
+		}
+		var n int
+		fmt.Sscan(r[col["stot"]], &n)
+		ss = append(ss, server{Name: r[col["svname"]], Status: r[col["status"]], Addr: r[col["addr"]], Sessions: n})
+	}
+	return ss, nil
+}
+
+// fetch GETs url and returns the body and status code.
+func fetch(ctx context.Context, c *http.Client, url string) (string, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode, err
+}
+
+// countAnswers sends n GETs to url, one after the other, and counts the
+// answers by body (a hostname); failed counts errors and non-200 answers.
+func countAnswers(ctx context.Context, url string, n int) (counts map[string]int, failed int) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	counts = map[string]int{}
+	for range n {
+		body, code, err := fetch(ctx, c, url)
+		if err != nil || code != http.StatusOK {
+			failed++
+			continue
+		}
+		counts[strings.TrimSuffix(body, "\n")]++
+	}
+	return counts, failed
+}
