@@ -36,8 +36,9 @@ compare-sizes: image-single image-multi ## Build both images and print their siz
 	@scripts/compare-sizes.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI)
 
 .PHONY: test
-test: lint docker-ready ## Run vet, the gofmt check, every test (unit, reliability, container) and a short fuzz
+test: lint docker-ready ## Run vet, the gofmt check, every test (unit, reliability, container, load balancer, Kubernetes manifests) and a short fuzz
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
@@ -49,8 +50,9 @@ test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)
 	$(GO) test -race -count=1 .
 
 .PHONY: lint
-lint: ## Run go vet and fail if gofmt would change a file
+lint: ## Run go vet (in both Go modules) and fail if gofmt would change a file
 	$(GO) vet ./...
+	cd deploy/kubernetes && $(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 
 .PHONY: build
