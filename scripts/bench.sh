@@ -10,18 +10,24 @@
 # so the next build of any project on this engine starts cold too.
 #
 # Usage: scripts/bench.sh GOLANG_IMAGE SINGLE_IMAGE MULTI_IMAGE BINARY
-# Tunables: RUNS (default 5), COLD_RUNS (3), LOAD_RUNS (3), DURATION (5 s).
+# Tunables: RUNS (default 5), COLD_RUNS (3), LOAD_RUNS (3), DURATION (5 s),
+# RESTART_RUNS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golang=${1:?usage: bench.sh GOLANG_IMAGE SINGLE_IMAGE MULTI_IMAGE BINARY}
 single=${2:?} multi=${3:?} binary=${4:?}
 runs=${RUNS:-5} cold_runs=${COLD_RUNS:-3} load_runs=${LOAD_RUNS:-3} duration=${DURATION:-5}
+restart_runs=${RESTART_RUNS:-3}
 report=docs/benchmarks.md
 command -v wrk >/dev/null || { echo "whoami: make bench needs wrk: apt-get install wrk (or scripts/provision.sh as root)" >&2; exit 1; }
 scratch=whoami-bench-$$:tmp
 work=$(mktemp -d)
 pids=()
+# The balancer's figures come from a Compose project of the bench's own, on
+# ports Docker picks, removed at the end.
+export COMPOSE_PROJECT_NAME=whoami-bench-$$ WHOAMI_IMAGE=$multi LB_PORT=127.0.0.1:0 LB_STATS_PORT=0
 cleanup() {
+	docker compose down --remove-orphans >/dev/null 2>&1 || true
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	docker rm -f $(docker ps -aq --filter "label=whoami-bench=$$") >/dev/null 2>&1 || true
 	docker image rm "$scratch" >/dev/null 2>&1 || true
@@ -40,7 +46,7 @@ summary() {
 # row LABEL UNIT FORMAT FILE prints a table row: label, median, spread, runs.
 row() {
 	summary "$4" | awk -v l="$1" -v u="$2" -v f="$3" \
-		'{ printf "| %s | " f " %s | " f "-" f " %s | %d |\n", l, $1, u, $2, $3, u, $4 }'
+		'BEGIN { if (u != "") u = " " u } { printf "| %s | " f "%s | " f "-" f "%s | %d |\n", l, $1, u, $2, $3, u, $4 }'
 }
 # wait_200 URL polls until URL answers 200, and gives up after 30 s.
 wait_200() {
@@ -48,6 +54,25 @@ wait_200() {
 	until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
 		[ "$SECONDS" -lt "$end" ] || { echo "whoami: $1 did not answer 200 within 30 s" >&2; exit 1; }
 	done
+}
+# wrk_row TARGET CONNECTIONS URL runs wrk LOAD_RUNS times and prints a table
+# row: target, connections, requests/s (median and spread), p50 and p99.
+wrk_row() {
+	say "wrk $1, $2 connections ($load_runs runs of ${duration}s)"
+	: >"$work/rps"; : >"$work/p50"; : >"$work/p99"
+	for _ in $(seq "$load_runs"); do
+		wrk -t "$(($2 < 2 ? 1 : 2))" -c "$2" -d "${duration}s" --latency "$3" >"$work/wrk"
+		awk '/^Requests\/sec:/ { print $2 }' "$work/wrk" >>"$work/rps"
+		# wrk prints latencies as 1.23ms, 456.00us or 1.02s: convert to ms.
+		awk '$1 == "50%" || $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+			printf "%.3f\n", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1) > (FILENAME "." substr($1, 1, 2)) }' "$work/wrk"
+		cat "$work/wrk.50" >>"$work/p50"; cat "$work/wrk.99" >>"$work/p99"
+		grep -q 'Non-2xx\|Socket errors' "$work/wrk" && say "errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk")"
+	done
+	read -r rps lo hi _ < <(summary "$work/rps")
+	read -r p50 _ < <(summary "$work/p50")
+	read -r p99 _ < <(summary "$work/p99")
+	printf '| %s | %d | %.0f | %.0f-%.0f | %.2f ms | %.2f ms |\n' "$1" "$2" "$rps" "$lo" "$hi" "$p50" "$p99"
 }
 size_row() { awk -v n="$1" -v b="$2" 'BEGIN { printf "| %s | %d | %.2f |\n", n, b, b / 1e6 }'; }
 rss_mb() { docker top "$1" -o pid,rss | awk 'NR > 1 { printf "%.1f", $2 / 1024 }'; }
@@ -101,24 +126,32 @@ load_rows=()
 for target in host container; do
 	url=host_url; [ "$target" = container ] && url=container_url
 	for c in 1 64 256; do
-		say "wrk $target, $c connections ($load_runs runs of ${duration}s)"
-		: >"$work/rps"; : >"$work/p50"; : >"$work/p99"
-		for _ in $(seq "$load_runs"); do
-			wrk -t "$((c < 2 ? 1 : 2))" -c "$c" -d "${duration}s" --latency "${!url}" >"$work/wrk"
-			awk '/^Requests\/sec:/ { print $2 }' "$work/wrk" >>"$work/rps"
-			# wrk prints latencies as 1.23ms, 456.00us or 1.02s: convert to ms.
-			awk '$1 == "50%" || $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-				printf "%.3f\n", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1) > (FILENAME "." substr($1, 1, 2)) }' "$work/wrk"
-			cat "$work/wrk.50" >>"$work/p50"; cat "$work/wrk.99" >>"$work/p99"
-			grep -q 'Non-2xx\|Socket errors' "$work/wrk" && say "errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk")"
-		done
-		read -r rps lo hi _ < <(summary "$work/rps")
-		read -r p50 _ < <(summary "$work/p50")
-		read -r p99 _ < <(summary "$work/p99")
-		load_rows+=("$(printf '| %s | %d | %.0f | %.0f-%.0f | %.2f ms | %.2f ms |' "$target" "$c" "$rps" "$lo" "$hi" "$p50" "$p99")")
+		load_rows+=("$(wrk_row "$target" "$c" "${!url}")")
 	done
 done
 rss_load=$(rss_mb "$cid")
+docker rm -f "$cid" >/dev/null
+
+# Behind the balancer (compose.yaml): the same load with 1 and with 3
+# replicas, then rolling restarts under load (go run ./replicas).
+say "docker compose up: HAProxy and 1 replica"
+docker compose up -d --wait --scale whoami=1 >/dev/null 2>&1
+lb_url="http://127.0.0.1:$(docker compose port lb 8080 | sed 's/.*://')/whoami"
+wait_200 "$lb_url"
+lb_rows=("$(wrk_row "HAProxy, 1 replica" 64 "$lb_url")")
+docker compose up -d --wait --scale whoami=3 >/dev/null 2>&1
+lb_rows+=("$(wrk_row "HAProxy, 3 replicas" 64 "$lb_url")")
+go build -o "$work/replicas" ./replicas
+say "rolling restart of 3 replicas under load ($restart_runs runs)"
+for _ in $(seq "$restart_runs"); do
+	"$work/replicas" rolling-restart >"$work/restart" || { cat "$work/restart" >&2; exit 1; }
+	sed -n 's/^rolling restart of .*: \([0-9.]*\) s$/\1/p' "$work/restart" >>"$work/restart.s"
+	sed -n 's/.* \([0-9]*\) requests through the balancer (\([0-9]*\)\/s): .* \([0-9]*\) failed$/\1 \2 \3/p' "$work/restart" >>"$work/restart.load"
+	sed -n 's/.* answering through the balancer \([0-9.]*\) s after start.*/\1/p' "$work/restart" >>"$work/first"
+done
+restart_requests=$(awk '{ n += $1 } END { print n }' "$work/restart.load")
+restart_failed=$(awk '{ n += $3 } END { print n }' "$work/restart.load")
+awk '{ print $2 }' "$work/restart.load" >"$work/restart.rps"
 
 {
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`make bench\` on $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)),"
@@ -153,6 +186,20 @@ rss_load=$(rss_mb "$cid")
 	echo "| target | connections | requests/s | spread | p50 latency | p99 latency |"
 	echo "|---|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${load_rows[@]}"
+	echo
+	echo "**Behind the balancer** (compose.yaml: HAProxy $(docker compose exec -T lb haproxy -v 2>/dev/null | awk '{ print $3; exit }'), wrk through its published port, same run)"
+	echo
+	echo "| target | connections | requests/s | spread | p50 latency | p99 latency |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${lb_rows[@]}"
+	echo
+	echo "| rolling restart (\`make rolling-restart\`, 3 replicas, 4 clients loading the balancer) | median | spread | runs |"
+	echo "|---|---:|---:|---:|"
+	row "duration of the restart" s %.1f "$work/restart.s"
+	row "requests/s through the balancer meanwhile" "" %.0f "$work/restart.rps"
+	row "a new replica's start to its first answer through the balancer" s %.1f "$work/first"
+	echo
+	echo "Failed requests during the $restart_runs rolling restarts: **$restart_failed of $restart_requests**."
 } | tee "$report"
 
 # README quotes the report verbatim between two markers.
