@@ -80,8 +80,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		r.print(stdout)
-		if r.load.failed() > 0 {
-			return fmt.Errorf("%d requests failed during the rolling restart", r.load.failed())
+		if _, failed := r.load.counts(); failed > 0 {
+			return fmt.Errorf("%d requests failed during the rolling restart", failed)
 		}
 		return nil
 	default:
@@ -116,7 +116,9 @@ func demo(ctx context.Context, s *stack, replicas, n int, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\n%d requests: %d answered by the %d replicas, %d failed.\n", n, known, len(rs), failed)
 	fmt.Fprintf(w, "The stack is still running: curl %s, make rolling-restart, make lb-down to stop it.\n", url)
-	fmt.Fprintf(w, "HAProxy's view of the replicas: %s\n", s.mustStatsURL(ctx))
+	if stats, err := s.statsURL(ctx); err == nil {
+		fmt.Fprintf(w, "HAProxy's view of the replicas: %s\n", stats)
+	}
 	if known != n {
 		return fmt.Errorf("%d of %d requests were not answered by a replica of this stack", n-known, n)
 	}

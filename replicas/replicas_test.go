@@ -198,7 +198,7 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	}
 	after := hostnames(t, ctx, s)
 
-	total, failed := r.load.total(), r.load.failed()
+	total, failed := r.load.counts()
 	if total == 0 {
 		t.Fatal("no request was sent during the restart")
 	}
@@ -268,7 +268,7 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 		t.Errorf("%s got %d more requests after it was marked %q", before.Name, later.Sessions-out.Sessions, out.Status)
 	}
 	l.stop()
-	total, failed := l.total(), l.failed()
+	total, failed := l.counts()
 	t.Logf("docker kill of 1 of 3 replicas under load: %d of %d requests failed; HAProxy marked it %q after %v",
 		failed, total, out.Status, took.Round(time.Millisecond))
 	// Retries absorb the requests in flight on the killed replica; allow a
@@ -350,4 +350,35 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func TestBadInputGetsAOneLineError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "want one command"},
+		{"an unknown command", []string{"deploy"}, `unknown command "deploy"`},
+		{"two commands", []string{"demo", "rolling-restart"}, "want one command"},
+		{"an unknown flag", []string{"-x", "demo"}, "flag provided but not defined: -x"},
+		{"no request", []string{"-n", "0", "demo"}, "-n and -replicas must be at least 1"},
+		{"negative clients", []string{"-clients", "-1", "rolling-restart"}, "-clients at least 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(t.Context(), tc.args, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRollingRestartWithoutAStackSaysWhatToDo(t *testing.T) {
+	s := &stack{dir: "..", env: []string{"COMPOSE_PROJECT_NAME=whoami-test-none-" + randomHex(4)}}
+	_, err := s.rollingRestart(t.Context(), 1)
+	if err == nil || !strings.Contains(err.Error(), "make lb-demo") {
+		t.Errorf("rolling restart of a stack that is not running: %v, want an error that says to start it", err)
+	}
 }

@@ -72,33 +72,22 @@ func (l *load) stop() {
 	l.wg.Wait()
 }
 
-func (l *load) total() int {
+// counts returns how many requests got an answer or an error, and how many
+// of them failed (an error, or a status other than 200).
+func (l *load) counts() (total, failed int) {
 	if l == nil {
-		return 0
+		return 0, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	for _, c := range l.errs {
+		failed += c
+	}
+	total = failed
 	for _, c := range l.bodies {
-		n += c
+		total += c
 	}
-	for _, c := range l.errs {
-		n += c
-	}
-	return n
-}
-
-func (l *load) failed() int {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.errs {
-		n += c
-	}
-	return n
+	return total, failed
 }
 
 // strangers returns the bodies of 200 answers that are not one of
@@ -246,7 +235,7 @@ func (r *restart) print(w io.Writer) {
 	if r.load == nil {
 		return
 	}
-	total, failed := r.load.total(), r.load.failed()
+	total, failed := r.load.counts()
 	fmt.Fprintf(w, "meanwhile %d clients sent %d requests through the balancer (%.0f/s): %d answered 200, %d failed\n",
 		r.clients, total, float64(total)/r.duration.Seconds(), total-failed, failed)
 	r.load.mu.Lock()

@@ -116,12 +116,10 @@ func (s *stack) url(ctx context.Context) (string, error) {
 	return "http://" + addr + "/whoami", err
 }
 
-func (s *stack) mustStatsURL(ctx context.Context) string {
+// statsURL is HAProxy's statistics page.
+func (s *stack) statsURL(ctx context.Context) (string, error) {
 	addr, err := s.published(ctx, "8404")
-	if err != nil {
-		return err.Error()
-	}
-	return "http://" + addr + "/"
+	return "http://" + addr + "/", err
 }
 
 // server is one slot of HAProxy's whoami backend, from its statistics.
@@ -133,7 +131,11 @@ type server struct {
 // servers reads HAProxy's view of the whoami backend from its statistics
 // page (CSV).
 func (s *stack) servers(ctx context.Context) ([]server, error) {
-	url := s.mustStatsURL(ctx) + ";csv"
+	url, err := s.statsURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	url += ";csv"
 	body, code, err := fetch(ctx, http.DefaultClient, url)
 	if err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %d %v", url, code, err)
