@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -46,10 +47,44 @@ func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(stdout.String()), nil
 }
 
-// up starts (or scales) the stack and waits until every replica is healthy.
+// up starts (or scales) the stack and waits until every replica is healthy
+// and the balancer sends traffic to exactly these replicas.
 func (s *stack) up(ctx context.Context, replicas int) error {
-	_, err := s.compose(ctx, "up", "-d", "--wait", "--scale", fmt.Sprintf("whoami=%d", replicas))
-	return err
+	if _, err := s.compose(ctx, "up", "-d", "--wait", "--scale", fmt.Sprintf("whoami=%d", replicas)); err != nil {
+		return err
+	}
+	return s.waitBalanced(ctx)
+}
+
+// waitBalanced waits until the servers HAProxy has UP are the replicas
+// Docker runs: Docker's healthcheck and HAProxy's own check and DNS
+// refresh are independent, so one can be a second ahead of the other.
+func (s *stack) waitBalanced(ctx context.Context) error {
+	rs, err := s.replicas(ctx)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, r := range rs {
+		want = append(want, r.IP+":8080")
+	}
+	slices.Sort(want)
+	var up []string
+	err = poll(ctx, "HAProxy to balance over the replicas", func() (bool, error) {
+		ss, err := s.servers(ctx)
+		up = up[:0]
+		for _, sv := range ss {
+			if sv.Status == "UP" {
+				up = append(up, sv.Addr)
+			}
+		}
+		slices.Sort(up)
+		return slices.Equal(up, want), err
+	})
+	if err != nil {
+		return fmt.Errorf("%v: HAProxy has %v up, the replicas are %v", err, up, want)
+	}
+	return nil
 }
 
 // down removes every container and network of the stack.
