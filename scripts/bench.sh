@@ -6,8 +6,12 @@
 # Every figure is a median of several runs, with the spread (min-max): these
 # machines are shared and noisy. Nothing here is a pass/fail test.
 #
-# Note: the cold-build figure empties BuildKit's cache (docker builder prune),
-# so the next build of any project on this engine starts cold too.
+# The cold builds use a Go build cache of their own (a cache mount at a path
+# no other build uses) and --no-cache; what they leave in BuildKit's cache
+# is removed at the end, by ID. Nothing else in the build cache is touched.
+#
+# The server under load runs on CPU 0 and wrk on CPU 1 (taskset), so that
+# they do not compete; on a machine with one CPU they share it.
 #
 # Usage: scripts/bench.sh GOLANG_IMAGE SINGLE_IMAGE MULTI_IMAGE BINARY
 # Tunables: RUNS (default 5), COLD_RUNS (3), LOAD_RUNS (3), DURATION (5 s),
@@ -28,6 +32,10 @@ pids=()
 export COMPOSE_PROJECT_NAME=whoami-bench-$$ WHOAMI_IMAGE=$multi LB_PORT=127.0.0.1:0 LB_STATS_PORT=0
 cleanup() {
 	docker compose down --remove-orphans >/dev/null 2>&1 || true
+	# The build cache records of the bench's own builds, and only those.
+	for id in $(docker buildx du --verbose 2>/dev/null | awk -v tag="whoami-bench-$$" '/^ID:/ { id = $2 } /^Description:/ && index($0, tag) { print id }'); do
+		docker builder prune -af --filter "id=$id" >/dev/null 2>&1 || true
+	done
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	docker rm -f $(docker ps -aq --filter "label=whoami-bench=$$") >/dev/null 2>&1 || true
 	docker image rm "$scratch" >/dev/null 2>&1 || true
@@ -55,33 +63,51 @@ wait_200() {
 		[ "$SECONDS" -lt "$end" ] || { echo "whoami: $1 did not answer 200 within 30 s" >&2; exit 1; }
 	done
 }
-# wrk_row TARGET CONNECTIONS URL runs wrk LOAD_RUNS times and prints a table
-# row: target, connections, requests/s (median and spread), p50 and p99.
-wrk_row() {
-	say "wrk $1, $2 connections ($load_runs runs of ${duration}s)"
-	: >"$work/rps"; : >"$work/p50"; : >"$work/p99"
-	for _ in $(seq "$load_runs"); do
-		wrk -t "$(($2 < 2 ? 1 : 2))" -c "$2" -d "${duration}s" --latency "$3" >"$work/wrk"
-		awk '/^Requests\/sec:/ { print $2 }' "$work/wrk" >>"$work/rps"
-		# wrk prints latencies as 1.23ms, 456.00us or 1.02s: convert to ms.
-		awk '$1 == "50%" || $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-			printf "%.3f\n", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1) > (FILENAME "." substr($1, 1, 2)) }' "$work/wrk"
-		cat "$work/wrk.50" >>"$work/p50"; cat "$work/wrk.99" >>"$work/p99"
-		grep -q 'Non-2xx\|Socket errors' "$work/wrk" && say "errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk")"
+# wrk_once NAME CONNECTIONS URL runs wrk once and appends its requests/s,
+# p50 and p99 (in ms) to $work/NAME.CONNECTIONS.{rps,p50,p99}.
+wrk_once() {
+	local out=$work/$1.$2
+	"${wrk_cpu[@]}" wrk -t 1 -c "$2" -d "${duration}s" --latency "$3" >"$work/wrk"
+	awk '/^Requests\/sec:/ { print $2 }' "$work/wrk" >>"$out.rps"
+	# wrk prints latencies as 1.23ms, 456.00us or 1.02s: convert to ms.
+	awk -v out="$out" '$1 == "50%" || $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+		printf "%.3f\n", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1) >> (out "." (($1 == "50%") ? "p50" : "p99")) }' "$work/wrk"
+	if grep -q 'Non-2xx\|Socket errors' "$work/wrk"; then say "errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk")"; fi
+}
+# load_row LABEL NAME CONNECTIONS prints a table row from wrk_once's files:
+# label, connections, requests/s (median and spread), p50 and p99.
+load_row() {
+	local rps lo hi p50 p99 _
+	read -r rps lo hi _ < <(summary "$work/$2.$3.rps")
+	read -r p50 _ < <(summary "$work/$2.$3.p50")
+	read -r p99 _ < <(summary "$work/$2.$3.p99")
+	printf '| %s | %d | %.0f | %.0f-%.0f | %.2f ms | %.2f ms |\n' "$1" "$3" "$rps" "$lo" "$hi" "$p50" "$p99"
+}
+# free_port prints a TCP port that nothing listens on right now.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
 	done
-	read -r rps lo hi _ < <(summary "$work/rps")
-	read -r p50 _ < <(summary "$work/p50")
-	read -r p99 _ < <(summary "$work/p99")
-	printf '| %s | %d | %.0f | %.0f-%.0f | %.2f ms | %.2f ms |\n' "$1" "$2" "$rps" "$lo" "$hi" "$p50" "$p99"
+	echo "whoami: no free port found" >&2; exit 1
 }
 size_row() { awk -v n="$1" -v b="$2" 'BEGIN { printf "| %s | %d | %.2f |\n", n, b, b / 1e6 }'; }
 rss_mb() { docker top "$1" -o pid,rss | awk 'NR > 1 { printf "%.1f", $2 / 1024 }'; }
 
 # Build times, in a copy of the build context so the edits stay out of the repo.
-cp go.mod http.go Dockerfile .dockerignore "$work/"
-say "cold multistage build, empty build cache ($cold_runs runs)"
-for _ in $(seq "$cold_runs"); do
-	docker builder prune -af >/dev/null
+# cache_dockerfile NAME writes the Dockerfile with its Go build cache at a
+# path of the bench's own: an empty cache the first time, so a cold build,
+# without emptying the cache that the user's builds use.
+cp go.mod http.go .dockerignore "$work/"
+cache_dockerfile() {
+	sed -e "s|--mount=type=cache,target=/root/.cache/go-build|--mount=type=cache,target=/root/.cache/$1|" \
+		-e "s|\tCGO_ENABLED=0 GOOS=|\tGOCACHE=/root/.cache/$1 CGO_ENABLED=0 GOOS=|" Dockerfile >"$work/Dockerfile"
+	grep -q "GOCACHE=/root/.cache/$1" "$work/Dockerfile" || { echo "whoami: bench.sh no longer finds the cache mount in Dockerfile" >&2; exit 1; }
+}
+say "cold multistage build: empty Go cache of the bench's own, --no-cache ($cold_runs runs)"
+for i in $(seq "$cold_runs"); do
+	cache_dockerfile "whoami-bench-$$-$i"
 	t=$(now); docker build -q --no-cache -t "$scratch" "$work" >/dev/null; since "$t"; echo
 done >"$work/cold"
 say "rebuild after a one-line edit of http.go ($runs runs)"
@@ -98,6 +124,8 @@ size_omit_h2=$(binary_size -trimpath -ldflags "-s -w" -tags nethttpomithttp2)
 
 say "start-up and docker stop ($runs runs)"
 for _ in $(seq "$runs"); do
+	# The floor: the same image doing nothing (print the version and exit).
+	t=$(now); docker run --rm "$multi" -version >/dev/null; since "$t" >>"$work/floor"; echo >>"$work/floor"
 	t=$(now)
 	id=$(docker run -d --label "whoami-bench=$$" -p 127.0.0.1::8080 "$multi")
 	wait_200 "http://$(docker port "$id" 8080/tcp | head -1)/whoami"
@@ -107,30 +135,64 @@ for _ in $(seq "$runs"); do
 	docker rm "$id" >/dev/null
 done
 exits=$(sort -u "$work/exit" | paste -sd, -)
+start_ratio=$(awk -v a="$(summary "$work/start" | cut -d' ' -f1)" -v b="$(summary "$work/floor" | cut -d' ' -f1)" 'BEGIN { printf "%.2f", a / b }')
 
-# Load: wrk with keep-alive against the binary on the host and the container
-# through its published port (docker-proxy), on the same 2 cores as wrk.
-"$binary" -addr 127.0.0.1:0 2>"$work/host.log" &
-pids+=($!)
-until grep -q 'whoami listening' "$work/host.log"; do
-	kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/host.log" >&2; exit 1; } # it exited
-	sleep 0.05
-done
-host_url="http://$(sed -n 's/.* addr=\([^ ]*\).*/\1/p' "$work/host.log" | head -1)/whoami"
-wait_200 "$host_url"
-cid=$(docker run -d --label "whoami-bench=$$" -p 127.0.0.1::8080 "$multi")
+# Load: wrk with keep-alive, on its own CPU, against servers on the other:
+# the tutorial's bare program and whoami on the host, side by side, then
+# the container through its published port (docker-proxy) and on the host
+# network (no proxy).
+if [ "$(nproc)" -ge 2 ]; then
+	server_cpu=(taskset -c 0) wrk_cpu=(taskset -c 1) docker_cpu=(--cpuset-cpus 0)
+	cpus="the servers on CPU 0, wrk on CPU 1 (taskset; docker-proxy is not pinned)"
+else
+	server_cpu=() wrk_cpu=() docker_cpu=()
+	cpus="the servers and wrk on the one CPU"
+fi
+# start_host NAME COMMAND... starts a server on the host, its address
+# 127.0.0.1:PORT given last, and sets url once it answers 200.
+start_host() {
+	local name=$1 port
+	shift
+	port=$(free_port)
+	"${server_cpu[@]}" "$@" "127.0.0.1:$port" >/dev/null 2>"$work/$name.log" &
+	pids+=($!)
+	url="http://127.0.0.1:$port/whoami"
+	wait_200 "$url"
+}
+go build -o "$work/tutorial-server" ./scripts/tutorial-server
+start_host tutorial "$work/tutorial-server" && tutorial_url=$url
+start_host host "$binary" -addr && host_url=$url
+cid=$(docker run -d --label "whoami-bench=$$" "${docker_cpu[@]}" -p 127.0.0.1::8080 "$multi")
 container_url="http://$(docker port "$cid" 8080/tcp | head -1)/whoami"
 wait_200 "$container_url"
+hostnet_port=$(free_port)
+hid=$(docker run -d --label "whoami-bench=$$" "${docker_cpu[@]}" --network host "$multi" -addr "127.0.0.1:$hostnet_port")
+hostnet_url="http://127.0.0.1:$hostnet_port/whoami"
+wait_200 "$hostnet_url"
 rss_idle=$(rss_mb "$cid")
-load_rows=()
-for target in host container; do
-	url=host_url; [ "$target" = container ] && url=container_url
-	for c in 1 64 256; do
-		load_rows+=("$(wrk_row "$target" "$c" "${!url}")")
+# The targets take turns within each round, so that the machine's drift
+# falls on all of them alike; the ratio is taken run by run.
+load_rows=() ratio_rows=()
+declare -A labels
+labels=([tutorial]="the tutorial's program (bare net/http)" [host]="whoami" [container]="whoami:2.0, published port" [hostnet]="whoami:2.0, host network")
+for c in 1 64 256; do
+	say "wrk, $c connections: $load_runs rounds of ${duration}s on each of the 4 targets"
+	for _ in $(seq "$load_runs"); do
+		for target in tutorial host container hostnet; do
+			url=${target}_url
+			wrk_once "$target" "$c" "${!url}"
+		done
 	done
+	for target in tutorial host container hostnet; do
+		load_rows+=("$(load_row "${labels[$target]}" "$target" "$c")")
+	done
+	paste "$work/host.$c.rps" "$work/tutorial.$c.rps" | awk '{ printf "%.4f\n", $1 / $2 }' >"$work/ratio.$c"
+	read -r r lo hi _ < <(summary "$work/ratio.$c")
+	ratio_rows+=("$(printf '| %d | %.0f | %.0f | %.2f | %.2f-%.2f |' "$c" \
+		"$(summary "$work/tutorial.$c.rps" | cut -d' ' -f1)" "$(summary "$work/host.$c.rps" | cut -d' ' -f1)" "$r" "$lo" "$hi")")
 done
 rss_load=$(rss_mb "$cid")
-docker rm -f "$cid" >/dev/null
+docker rm -f "$cid" "$hid" >/dev/null
 
 # Behind the balancer (compose.yaml): the same load with 1 and with 3
 # replicas, then rolling restarts under load (go run ./replicas).
@@ -138,9 +200,12 @@ say "docker compose up: HAProxy and 1 replica"
 docker compose up -d --wait --scale whoami=1 >/dev/null 2>&1
 lb_url="http://127.0.0.1:$(docker compose port lb 8080 | sed 's/.*://')/whoami"
 wait_200 "$lb_url"
-lb_rows=("$(wrk_row "HAProxy, 1 replica" 64 "$lb_url")")
+wrk_cpu=() # HAProxy and the replicas are not pinned: neither is wrk
+say "wrk through HAProxy, 1 replica and 3 replicas: $load_runs runs of ${duration}s each"
+for _ in $(seq "$load_runs"); do wrk_once lb1 64 "$lb_url"; done
 docker compose up -d --wait --scale whoami=3 >/dev/null 2>&1
-lb_rows+=("$(wrk_row "HAProxy, 3 replicas" 64 "$lb_url")")
+for _ in $(seq "$load_runs"); do wrk_once lb3 64 "$lb_url"; done
+lb_rows=("$(load_row "HAProxy, 1 replica" lb1 64)" "$(load_row "HAProxy, 3 replicas" lb3 64)")
 go build -o "$work/replicas" ./replicas
 say "rolling restart of 3 replicas under load ($restart_runs runs)"
 for _ in $(seq "$restart_runs"); do
@@ -174,20 +239,29 @@ awk '{ print $2 }' "$work/restart.load" >"$work/restart.rps"
 	echo
 	echo "| measurement | median | spread | runs |"
 	echo "|---|---:|---:|---:|"
-	row "cold multistage build (empty build cache, --no-cache)" s %.1f "$work/cold"
+	row "cold multistage build (an empty Go cache of its own, --no-cache)" s %.1f "$work/cold"
 	row "rebuild after a one-line edit of http.go (cache mount)" s %.1f "$work/warm"
 	row "\`docker run\` to the first 200 on /whoami" s %.2f "$work/start"
+	row "\`docker run --rm $multi -version\`: the same image doing nothing" s %.2f "$work/floor"
 	row "\`docker stop\` to exit (exit code: $exits)" s %.2f "$work/stop"
+	echo
+	echo "Start-up against its floor: the first 200 comes $start_ratio times as late as a run that does nothing."
 	echo
 	echo "**Memory** (resident set of the container's process, from \`docker top\`): $rss_idle MB idle, $rss_load MB right after the load below."
 	echo
-	echo "**GET /whoami under load** (wrk, keep-alive, ${duration} s a run, $load_runs runs; \"host\" is \`$binary\` on loopback, \"container\" goes through the published port)"
+	echo "**GET /whoami under load** (wrk, keep-alive, ${duration} s a run, $load_runs runs, $cpus; on the host on 127.0.0.1, the container through its published port or on the host network)"
 	echo
 	echo "| target | connections | requests/s | spread | p50 latency | p99 latency |"
 	echo "|---|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${load_rows[@]}"
 	echo
-	echo "**Behind the balancer** (compose.yaml: HAProxy $(docker compose exec -T lb haproxy -v 2>/dev/null | awk '{ print $3; exit }'), wrk through its published port, same run)"
+	echo "whoami, with its timeouts, header limit and two extra headers, against the tutorial's bare program, same run:"
+	echo
+	echo "| connections | tutorial's program, requests/s | whoami, requests/s | ratio (median of the rounds) | spread |"
+	echo "|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${ratio_rows[@]}"
+	echo
+	echo "**Behind the balancer** (compose.yaml: HAProxy $(docker compose exec -T lb haproxy -v 2>/dev/null | awk '{ print $3; exit }'), wrk through its published port, same run; nothing pinned)"
 	echo
 	echo "| target | connections | requests/s | spread | p50 latency | p99 latency |"
 	echo "|---|---:|---:|---:|---:|---:|"
