@@ -19,6 +19,10 @@ LB_IMAGE     ?= $(shell sed -n 's/.*image: $${LB_IMAGE:-\(.*\)}$$/\1/p' compose.
 GO           ?= go
 BIN          ?= bin/whoami
 FUZZTIME     ?= 15s
+# make release: where, for which platforms, with or without BuildKit's cache.
+REGISTRY     ?= 127.0.0.1:5000
+PLATFORMS    ?= linux/amd64,linux/arm64
+NO_CACHE     ?=
 
 SINGLE = $(IMAGE):$(SINGLE_TAG)
 MULTI  = $(IMAGE):$(MULTI_TAG)
@@ -89,6 +93,10 @@ rolling-restart: ## Replace every replica of the lb-demo stack, one at a time, u
 .PHONY: lb-down
 lb-down: ## Stop and remove the lb-demo stack (containers and network)
 	$(COMPOSE) down --remove-orphans
+
+.PHONY: release
+release: docker-ready ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
+	$(GO) run ./release -registry $(REGISTRY) -image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache)
 
 .PHONY: run-container
 run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)

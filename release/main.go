@@ -1,0 +1,196 @@
+// Command release builds the multistage Dockerfile for several platforms
+// with a current BuildKit and pushes one tag, an OCI image index with
+// provenance and an SBOM attached, to a registry. It is what `make release`
+// runs, and its tests read back what it pushed.
+//
+//	go run ./release -version v1.2.3   # 127.0.0.1:5000/whoami:v1.2.3, linux/amd64 and linux/arm64
+//
+// Reproducible: the time of every file, layer and config is the commit's
+// (SOURCE_DATE_EPOCH, rewrite-timestamp), and nothing that depends on the
+// clone (its path, its remote's URL, the clock) reaches a platform image,
+// so two clones of one commit push the same per-platform digests.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "release: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// options is what one release is made of.
+type options struct {
+	registry, image, version string
+	platforms                []string
+	builder, generator       string
+	noCache                  bool
+	dir                      string // the repository to build
+}
+
+func (o options) ref() string { return o.registry + "/" + o.image + ":" + o.version }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("release", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	var platforms string
+	fs.StringVar(&o.registry, "registry", "127.0.0.1:5000", "the registry to push to")
+	fs.StringVar(&o.image, "image", "whoami", "the repository in the registry")
+	fs.StringVar(&o.version, "version", "", "the tag (make release: git describe)")
+	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
+	fs.StringVar(&o.builder, "builder", "whoami-release", "the buildx builder (a current BuildKit)")
+	fs.StringVar(&o.generator, "sbom-generator", "127.0.0.1:5000/whoami/sbom-scanner:syft-v1.57.1", "the SBOM generator image")
+	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
+	fs.StringVar(&o.dir, "C", ".", "the repository to build (a git work tree)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "Usage: release [flags]\n\nBuilds Dockerfile for several platforms and pushes one attested index.\n\nFlags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("%v (see release -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see release -h)", fs.Arg(0))
+	}
+	if o.version == "" {
+		return errors.New("-version is required (make release passes git describe)")
+	}
+	o.platforms = strings.Split(platforms, ",")
+	if err := checkPlatforms(ctx, o.platforms); err != nil {
+		return err
+	}
+	r := &registry{host: o.registry}
+	if err := r.ping(ctx); err != nil {
+		return fmt.Errorf("no registry answers at %s (%v): run make docker-ready, which starts the project's own, or set REGISTRY", o.registry, err)
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "buildx", "inspect", o.builder).CombinedOutput(); err != nil {
+		return fmt.Errorf("no buildx builder %q (%s): run make docker-ready, which starts a current BuildKit and creates it", o.builder, firstLine(out))
+	}
+	fmt.Fprintf(stdout, "==> building %s for %s\n", o.ref(), strings.Join(o.platforms, ", "))
+	digest, err := build(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	rel, err := r.release(ctx, o.image, o.version)
+	if err != nil {
+		return err
+	}
+	if rel.digest != digest {
+		return fmt.Errorf("the registry holds %s under %s, but BuildKit pushed %s", rel.digest, o.ref(), digest)
+	}
+	rel.print(stdout, o.ref())
+	return nil
+}
+
+// checkPlatforms accepts Linux platforms that Go can build for: the image
+// holds one static Linux binary, cross-compiled by the build stage.
+func checkPlatforms(ctx context.Context, platforms []string) error {
+	out, err := exec.CommandContext(ctx, "go", "tool", "dist", "list").Output()
+	if err != nil {
+		return fmt.Errorf("go tool dist list: %v", err)
+	}
+	goPlatforms := strings.Fields(string(out))
+	for _, p := range platforms {
+		if !strings.HasPrefix(p, "linux/") || !slices.Contains(goPlatforms, p) {
+			return fmt.Errorf("unsupported platform %q in PLATFORMS: want Linux platforms Go builds for, such as PLATFORMS=linux/amd64,linux/arm64", p)
+		}
+	}
+	return nil
+}
+
+// build runs docker buildx build and returns the digest of the index it
+// pushed. The index is pushed last, after every manifest and blob it names,
+// so a build that fails leaves nothing under the tag.
+func build(ctx context.Context, o options, stderr io.Writer) (string, error) {
+	dir := o.dir
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "TZ=UTC") // the commit's time, in UTC whatever the machine's zone
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	revision, err := git("rev-parse", "HEAD")
+	if err != nil {
+		return "", fmt.Errorf("git rev-parse HEAD in %s: %v: a release is built from a commit", dir, err)
+	}
+	epoch, _ := git("log", "-1", "--format=%ct")
+	created, _ := git("log", "-1", "--date=iso-strict-local", "--format=%cd")
+	goVersion, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "release")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	metadata := filepath.Join(tmp, "metadata.json")
+	args := []string{"buildx", "build", "--builder", o.builder,
+		"--platform", strings.Join(o.platforms, ","),
+		"--build-arg", "GO_VERSION=" + goDirective(string(goVersion)),
+		"--build-arg", "VERSION=" + o.version,
+		"--build-arg", "REVISION=" + revision,
+		"--build-arg", "CREATED=" + created,
+		// SOURCE stays empty: the remote's URL differs from clone to clone.
+		"--build-arg", "SOURCE_DATE_EPOCH=" + epoch,
+		"--provenance", "mode=max",
+		"--attest", "type=sbom,generator=" + o.generator,
+		"--output", "type=image,name=" + o.ref() + ",push=true,oci-mediatypes=true,rewrite-timestamp=true",
+		"--metadata-file", metadata,
+	}
+	if o.noCache {
+		args = append(args, "--no-cache")
+	}
+	cmd := exec.CommandContext(ctx, "docker", append(args, dir)...)
+	cmd.Env = append(os.Environ(), "TZ=UTC", "BUILDX_NO_DEFAULT_ATTESTATIONS=1")
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("docker buildx build: %v (the output above says why; nothing was pushed under %s)", err, o.ref())
+	}
+	b, err := os.ReadFile(metadata)
+	if err != nil {
+		return "", err
+	}
+	var md struct {
+		Digest string `json:"containerimage.digest"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil || md.Digest == "" {
+		return "", fmt.Errorf("no digest in buildx's metadata: %s", b)
+	}
+	return md.Digest, nil
+}
+
+// goDirective returns the go line of a go.mod, such as 1.26.
+func goDirective(gomod string) string {
+	for _, line := range strings.Split(gomod, "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"debug/buildinfo"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests push real releases, built by the real buildkitd, to the
+// project's real registry, under repositories of their own, and read them
+// back over the registry's HTTP API.
+
+const root = ".." // the repository
+
+var (
+	reg     = &registry{host: "127.0.0.1:5000"}
+	repo    = "whoami-test-" + randomHex(4)
+	version = "test"
+	built   *release // the release that TestMain pushes
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	ctx := context.Background()
+	var out bytes.Buffer
+	err := run(ctx, []string{"-C", root, "-image", repo, "-version", version}, &out, &out)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the release could not be built: %v\n%s\n"+
+			"Run `make docker-ready` as root: it starts the registry on 127.0.0.1:5000 and buildkitd, and creates the builder.\n",
+			err, lastLines(out.String(), 30))
+		return 1
+	}
+	defer deleteRepo(ctx, repo, version)
+	if built, err = reg.release(ctx, repo, version); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: reading the release back: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func TestIndexHoldsAmd64AndArm64AndTheirAttestations(t *testing.T) {
+	var platforms []string
+	for _, img := range built.images {
+		platforms = append(platforms, img.platform)
+	}
+	slices.Sort(platforms)
+	if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(platforms, want) {
+		t.Errorf("platforms %v, want %v", platforms, want)
+	}
+	if len(built.attestations) != len(built.images) {
+		t.Errorf("%d attestation manifests for %d images", len(built.attestations), len(built.images))
+	}
+	for _, a := range built.attestations {
+		if !slices.ContainsFunc(built.images, func(img image) bool { return img.digest == a.subject }) {
+			t.Errorf("attestation %s is about %s, which is none of the images", a.digest, a.subject)
+		}
+		var types []string
+		for _, l := range a.manifest.Layers {
+			types = append(types, l.Annotations["in-toto.io/predicate-type"])
+		}
+		slices.Sort(types)
+		if want := []string{"https://slsa.dev/provenance/v1", "https://spdx.dev/Document"}; !slices.Equal(types, want) {
+			t.Errorf("attestation %s holds %v, want %v", a.digest, types, want)
+		}
+	}
+}
+
+func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
+	revision := git(t, "rev-parse", "HEAD")
+	for _, img := range built.images {
+		t.Run(img.platform, func(t *testing.T) {
+			var cfg struct {
+				Architecture string
+				Config       struct {
+					User        string
+					Entrypoint  []string
+					Healthcheck struct{ Test []string }
+					Labels      map[string]string
+				}
+			}
+			unmarshal(t, blob(t, img.manifest.Config.Digest), &cfg)
+			if "linux/"+cfg.Architecture != img.platform {
+				t.Errorf("config architecture %q", cfg.Architecture)
+			}
+			if cfg.Config.User != "65534:65534" {
+				t.Errorf("user %q, want 65534:65534", cfg.Config.User)
+			}
+			if want := []string{"CMD", "/whoami", "-healthcheck"}; !slices.Equal(cfg.Config.Healthcheck.Test, want) {
+				t.Errorf("healthcheck %q, want %q", cfg.Config.Healthcheck.Test, want)
+			}
+			for k, want := range map[string]string{
+				"org.opencontainers.image.title":    "whoami",
+				"org.opencontainers.image.version":  version,
+				"org.opencontainers.image.revision": revision,
+				"org.opencontainers.image.source":   "", // differs from clone to clone
+			} {
+				if got := cfg.Config.Labels[k]; got != want {
+					t.Errorf("label %s = %q, want %q", k, got, want)
+				}
+			}
+			bin := onlyFile(t, img)
+			f, err := elf.NewFile(bytes.NewReader(bin))
+			if err != nil {
+				t.Fatalf("/whoami is not an ELF binary: %v", err)
+			}
+			if want := map[string]elf.Machine{"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64}[img.platform]; f.Machine != want {
+				t.Errorf("/whoami is for %v, want %v", f.Machine, want)
+			}
+		})
+	}
+}
+
+func TestProvenanceNamesTheSourceRevision(t *testing.T) {
+	revision := git(t, "rev-parse", "HEAD")
+	for _, a := range built.attestations {
+		p := predicate(t, a, "https://slsa.dev/provenance/v1")
+		if !strings.Contains(string(p), revision) {
+			t.Errorf("the provenance of %s does not name revision %s", short(a.subject), revision)
+		}
+	}
+}
+
+func TestSBOMNamesTheGoVersionOfTheBinary(t *testing.T) {
+	for _, img := range built.images {
+		info, err := buildinfo.Read(bytes.NewReader(onlyFile(t, img)))
+		if err != nil {
+			t.Fatalf("%s: %v", img.platform, err)
+		}
+		var sbom struct {
+			Packages []struct{ Name, VersionInfo string }
+		}
+		for _, a := range built.attestations {
+			if a.subject == img.digest {
+				unmarshal(t, predicate(t, a, "https://spdx.dev/Document"), &sbom)
+			}
+		}
+		if !slices.ContainsFunc(sbom.Packages, func(p struct{ Name, VersionInfo string }) bool {
+			return p.Name == "stdlib" && p.VersionInfo == info.GoVersion
+		}) {
+			t.Errorf("%s: the SBOM's packages %v do not name Go %s, the version of the binary", img.platform, sbom.Packages, info.GoVersion)
+		}
+	}
+}
+
+func TestAmd64ImagePulledBackServes(t *testing.T) {
+	ref := reg.host + "/" + repo + ":" + version
+	docker(t, "pull", "-q", ref)
+	t.Cleanup(func() { exec.Command("docker", "image", "rm", "-f", ref).Run() })
+	id := docker(t, "run", "-d", "-p", "127.0.0.1::8080", ref)
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	addr := docker(t, "port", id, "8080/tcp")
+	url := "http://" + strings.Fields(addr)[0] + "/whoami"
+	hostname := docker(t, "inspect", "-f", "{{.Config.Hostname}}", id)
+	c := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(60 * time.Second) // only catches a hang
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != hostname+"\n" {
+				t.Fatalf("GET %s: %s %q, want 200 %q", url, resp.Status, body, hostname+"\n")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Two clones of this commit, in different folders, released a few seconds
+// apart without cache, push the same per-platform images.
+func TestTwoClonesPushTheSameImages(t *testing.T) {
+	if out, err := exec.Command("git", "-C", root, "status", "--porcelain").Output(); err != nil || len(out) > 0 {
+		t.Logf("the working tree has uncommitted changes; the clones build the last commit")
+	}
+	var releases []*release
+	for i := range 2 {
+		dir := t.TempDir() + fmt.Sprintf("/clone-%d", i)
+		if out, err := exec.Command("git", "clone", "-q", root, dir).CombinedOutput(); err != nil {
+			t.Fatalf("git clone: %v: %s", err, out)
+		}
+		name := fmt.Sprint(repo, "-clone-", i) // one tag, in two repositories
+		var out bytes.Buffer
+		o := options{registry: reg.host, image: name, version: version,
+			platforms: []string{"linux/amd64", "linux/arm64"}, builder: "whoami-release",
+			generator: "127.0.0.1:5000/whoami/sbom-scanner:syft-v1.57.1", noCache: true, dir: dir}
+		if _, err := build(t.Context(), o, &out); err != nil {
+			t.Fatalf("release of clone %d: %v\n%s", i, err, lastLines(out.String(), 20))
+		}
+		t.Cleanup(func() { deleteRepo(context.Background(), name, o.version) })
+		rel, err := reg.release(t.Context(), name, o.version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, rel)
+		time.Sleep(2 * time.Second) // a later clock: it must not matter
+	}
+	for _, a := range releases[0].images {
+		i := slices.IndexFunc(releases[1].images, func(b image) bool { return b.platform == a.platform })
+		if i < 0 || releases[1].images[i].digest != a.digest {
+			t.Errorf("%s: clone 0 pushed %s, clone 1 %+v", a.platform, a.digest, releases[1].images)
+		}
+	}
+	if releases[0].digest == releases[1].digest {
+		t.Logf("the index digests are the same too: %s", releases[0].digest)
+	} else {
+		t.Logf("the index digests differ (%s, %s): the attestations do", releases[0].digest, releases[1].digest)
+	}
+}
+
+func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
+	const down = "127.0.0.1:1" // tcpmux: a privileged port where nothing listens
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a platform that is not Linux", []string{"-platforms", "linux/amd64,windows/amd64"}, `unsupported platform "windows/amd64"`},
+		{"a platform Go does not know", []string{"-platforms", "linux/amd64,linux/z80"}, `unsupported platform "linux/z80"`},
+		{"a registry that is down", []string{"-registry", down}, "no registry answers at " + down},
+		{"no version", []string{"-version", ""}, "-version is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			args := append([]string{"-C", root, "-image", repo + "-bad", "-version", "bad"}, tc.args...)
+			err := run(t.Context(), args, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
+			}
+			if _, _, err := reg.manifest(t.Context(), repo+"-bad", "bad"); err == nil {
+				t.Errorf("something was pushed under %s-bad:bad", repo)
+			}
+		})
+	}
+}
+
+// onlyFile checks that img has one layer holding one file, /whoami, and
+// returns its content.
+func onlyFile(t *testing.T, img image) []byte {
+	t.Helper()
+	if len(img.manifest.Layers) != 1 {
+		t.Fatalf("%s: %d layers, want 1", img.platform, len(img.manifest.Layers))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob(t, img.manifest.Layers[0].Digest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	var content []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if h.Name == "whoami" {
+			content, _ = io.ReadAll(tr)
+		}
+	}
+	if !slices.Equal(names, []string{"whoami"}) || content == nil {
+		t.Fatalf("%s: the layer holds %v, want only whoami", img.platform, names)
+	}
+	return content
+}
+
+// predicate returns the predicate of the in-toto statement of type
+// predicateType in attestation a.
+func predicate(t *testing.T, a attestation, predicateType string) json.RawMessage {
+	t.Helper()
+	for _, l := range a.manifest.Layers {
+		if l.Annotations["in-toto.io/predicate-type"] == predicateType {
+			var statement struct {
+				Predicate json.RawMessage `json:"predicate"`
+			}
+			unmarshal(t, blob(t, l.Digest), &statement)
+			return statement.Predicate
+		}
+	}
+	t.Fatalf("no %s in attestation %s", predicateType, a.digest)
+	return nil
+}
+
+func blob(t *testing.T, digest string) []byte {
+	t.Helper()
+	b, err := reg.blob(t.Context(), repo, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func unmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func git(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"-C", root}, args...)...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// deleteRepo removes the index under repo:tag and every manifest it names
+// from the registry (their blobs wait for the registry's garbage collector).
+func deleteRepo(ctx context.Context, repo, tag string) {
+	rel, err := reg.release(ctx, repo, tag)
+	if err != nil {
+		return
+	}
+	digests := []string{rel.digest}
+	for _, img := range rel.images {
+		digests = append(digests, img.digest)
+	}
+	for _, a := range rel.attestations {
+		digests = append(digests, a.digest)
+	}
+	for _, d := range digests {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+reg.host+"/v2/"+repo+"/manifests/"+d, nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
