@@ -3,7 +3,8 @@
 # benchmarks: a Docker engine that answers, BuildKit, Docker Compose, wrk, and
 # the two images the project starts from: the golang base of both Dockerfiles
 # and the HAProxy balancer of compose.yaml (each pulled, or rebuilt locally
-# when no registry answers).
+# when no registry answers); and for make release, a current BuildKit, the
+# project's own registry on 127.0.0.1:5000 and an SBOM generator image.
 #
 # Idempotent: every step checks first and is skipped when already done, so
 # `make` runs it before each image target at almost no cost. It installs
@@ -122,7 +123,11 @@ image "$lb_image" scripts/haproxy-image/build.sh
 #    builder "whoami-release". Only as root; elsewhere make release says
 #    what is missing.
 if ! may_install; then
-	step "make release needs buildkitd and a registry on $registry: run scripts/provision.sh as root"
+	if curl -fsS -o /dev/null "http://$registry/v2/" 2>/dev/null && docker buildx inspect $release_builder >/dev/null 2>&1; then
+		step "make release: the registry on $registry and the builder $release_builder answer"
+	else
+		step "make release needs buildkitd and a registry on $registry: run scripts/provision.sh as root"
+	fi
 	exit 0
 fi
 bin=/usr/local/bin
