@@ -202,14 +202,11 @@ func TestTwoClonesPushTheSameImages(t *testing.T) {
 		}
 		name := fmt.Sprint(repo, "-clone-", i) // one tag, in two repositories
 		var out bytes.Buffer
-		o := options{registry: reg.host, image: name, version: version,
-			platforms: []string{"linux/amd64", "linux/arm64"}, builder: "whoami-release",
-			generator: "127.0.0.1:5000/whoami/sbom-scanner:syft-v1.57.1", noCache: true, dir: dir}
-		if _, err := build(t.Context(), o, &out); err != nil {
+		if err := run(t.Context(), []string{"-C", dir, "-image", name, "-version", version, "-no-cache"}, &out, &out); err != nil {
 			t.Fatalf("release of clone %d: %v\n%s", i, err, lastLines(out.String(), 20))
 		}
-		t.Cleanup(func() { deleteRepo(context.Background(), name, o.version) })
-		rel, err := reg.release(t.Context(), name, o.version)
+		t.Cleanup(func() { deleteRepo(context.Background(), name, version) })
+		rel, err := reg.release(t.Context(), name, version)
 		if err != nil {
 			t.Fatal(err)
 		}

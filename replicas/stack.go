@@ -138,7 +138,8 @@ func (s *stack) published(ctx context.Context, port string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, p, err := net.SplitHostPort(strings.Fields(out + " ")[0])
+	first, _, _ := strings.Cut(out, "\n") // one line per address it is published on
+	_, p, err := net.SplitHostPort(first)
 	if err != nil {
 		return "", fmt.Errorf("docker compose port lb %s: %q: %v", port, out, err)
 	}
