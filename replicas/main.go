@@ -22,6 +22,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"whoami/internal/probe"
 )
 
 func main() {
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		r.print(stdout)
-		if _, failed := r.load.counts(); failed > 0 {
+		if _, failed := r.load.Counts(); failed > 0 {
 			return fmt.Errorf("%d requests failed during the rolling restart", failed)
 		}
 		return nil
@@ -104,7 +106,7 @@ func demo(ctx context.Context, s *stack, replicas, n int, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "==> %d requests to %s\n\n", n, url)
-	counts, failed := countAnswers(ctx, url, n)
+	counts, failed := probe.Count(ctx, url, n)
 	fmt.Fprintf(w, "%-24s %-14s %-8s %s\n", "replica", "hostname", "health", "requests")
 	known := 0
 	for _, r := range rs {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"whoami/internal/probe"
 )
 
 // The tests run the real stack of compose.yaml: the whoami image built from
@@ -111,7 +113,7 @@ func TestThreeReplicasAllAnswer(t *testing.T) {
 	if len(want) != 3 {
 		t.Fatalf("docker compose ps shows %d replicas, want 3", len(want))
 	}
-	counts, failed := countAnswers(ctx, url, 30)
+	counts, failed := probe.Count(ctx, url, 30)
 	if failed > 0 {
 		t.Errorf("%d of 30 requests failed", failed)
 	}
@@ -146,8 +148,8 @@ func TestScaleToFiveAndBackWithoutRestartingTheBalancer(t *testing.T) {
 	}
 	// The new replicas get traffic as soon as the balancer has seen them.
 	seen := map[string]int{}
-	if err := poll(ctx, "all 5 replicas answering", func() (bool, error) {
-		counts, failed := countAnswers(ctx, url, 10)
+	if err := probe.Until(ctx, time.Minute, "all 5 replicas answering", func() (bool, error) {
+		counts, failed := probe.Count(ctx, url, 10)
 		if failed > 0 {
 			return false, fmt.Errorf("%d of 10 requests failed while scaling up", failed)
 		}
@@ -170,7 +172,7 @@ func TestScaleToFiveAndBackWithoutRestartingTheBalancer(t *testing.T) {
 	if len(after) != 3 || len(removed) != 2 {
 		t.Fatalf("after --scale whoami=3: replicas %v, removed %v", after, removed)
 	}
-	counts, failed := countAnswers(ctx, url, 30)
+	counts, failed := probe.Count(ctx, url, 30)
 	if failed > 0 {
 		t.Errorf("%d of 30 requests failed after scaling down", failed)
 	}
@@ -198,14 +200,14 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	}
 	after := hostnames(t, ctx, s)
 
-	total, failed := r.load.counts()
+	total, failed := r.load.Counts()
 	if total == 0 {
 		t.Fatal("no request was sent during the restart")
 	}
 	if failed > 0 {
-		t.Errorf("%d of %d requests failed during the rolling restart: %v", failed, total, r.load.errs)
+		t.Errorf("%d of %d requests failed during the rolling restart: %v", failed, total, r.load.Errors())
 	}
-	if strangers := r.load.strangers(append(slices.Clone(before), after...)); len(strangers) > 0 {
+	if strangers := r.load.Strangers(append(slices.Clone(before), after...)); len(strangers) > 0 {
 		t.Errorf("answers that are no replica's hostname: %v", strangers)
 	}
 	if len(after) != 3 {
@@ -246,8 +248,8 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 	if before.Status != "UP" {
 		t.Fatalf("HAProxy's slot for %s (%s): %+v, want UP", victim.Name, victim.IP, before)
 	}
-	l := startLoad(ctx, url, 4)
-	defer l.stop()
+	l := probe.Start(ctx, url, probe.Options{Clients: 4})
+	defer l.Stop()
 	time.Sleep(500 * time.Millisecond) // the load is flowing
 
 	killed := time.Now()
@@ -255,7 +257,7 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out server
-	if err := poll(ctx, "HAProxy to take "+victim.Name+" out", func() (bool, error) {
+	if err := probe.Until(ctx, time.Minute, "HAProxy to take "+victim.Name+" out", func() (bool, error) {
 		out = serverNamed(t, ctx, s, before.Name)
 		return out.Status != "UP", nil
 	}); err != nil {
@@ -267,14 +269,14 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 	if later := serverNamed(t, ctx, s, before.Name); later.Sessions != out.Sessions {
 		t.Errorf("%s got %d more requests after it was marked %q", before.Name, later.Sessions-out.Sessions, out.Status)
 	}
-	l.stop()
-	total, failed := l.counts()
+	l.Stop()
+	total, failed := l.Counts()
 	t.Logf("docker kill of 1 of 3 replicas under load: %d of %d requests failed; HAProxy marked it %q after %v",
 		failed, total, out.Status, took.Round(time.Millisecond))
 	// Retries absorb the requests in flight on the killed replica; allow a
 	// few to fail, no more.
 	if failed*100 > total {
-		t.Errorf("%d of %d requests failed (more than 1%%): %v", failed, total, l.errs)
+		t.Errorf("%d of %d requests failed (more than 1%%): %v", failed, total, l.Errors())
 	}
 }
 

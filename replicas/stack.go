@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"whoami/internal/probe"
 )
 
 // stack is one Compose project of compose.yaml.
@@ -70,7 +72,7 @@ func (s *stack) waitBalanced(ctx context.Context) error {
 	}
 	slices.Sort(want)
 	var up []string
-	err = poll(ctx, "HAProxy to balance over the replicas", func() (bool, error) {
+	err = probe.Until(ctx, time.Minute, "HAProxy to balance over the replicas", func() (bool, error) {
 		ss, err := s.servers(ctx)
 		up = up[:0]
 		for _, sv := range ss {
@@ -172,7 +174,7 @@ func (s *stack) servers(ctx context.Context) ([]server, error) {
 		return nil, err
 	}
 	url += ";csv"
-	body, code, err := fetch(ctx, http.DefaultClient, url)
+	body, code, err := probe.Get(ctx, http.DefaultClient, url)
 	if err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %d %v", url, code, err)
 	}
@@ -194,35 +196,4 @@ func (s *stack) servers(ctx context.Context) ([]server, error) {
 		ss = append(ss, server{Name: r[col["svname"]], Status: r[col["status"]], Addr: r[col["addr"]], Sessions: n})
 	}
 	return ss, nil
-}
-
-// fetch GETs url and returns the body and status code.
-func fetch(ctx context.Context, c *http.Client, url string) (string, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), resp.StatusCode, err
-}
-
-// countAnswers sends n GETs to url, one after the other, and counts the
-// answers by body (a hostname); failed counts errors and non-200 answers.
-func countAnswers(ctx context.Context, url string, n int) (counts map[string]int, failed int) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	counts = map[string]int{}
-	for range n {
-		body, code, err := fetch(ctx, c, url)
-		if err != nil || code != http.StatusOK {
-			failed++
-			continue
-		}
-		counts[strings.TrimSuffix(body, "\n")]++
-	}
-	return counts, failed
 }
