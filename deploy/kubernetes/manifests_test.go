@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -30,9 +32,12 @@ const root = "../.."
 
 // manifests are the objects of every YAML file here, decoded strictly.
 type manifests struct {
+	namespace  *corev1.Namespace
 	deployment *appsv1.Deployment
 	service    *corev1.Service
 	pdb        *policyv1.PodDisruptionBudget
+	policy     *networkingv1.NetworkPolicy
+	files      []string // the files' names
 }
 
 // load decodes every document of every *.yaml file in dir into its
@@ -45,6 +50,7 @@ func load(dir string) (*manifests, error) {
 	}
 	m := &manifests{}
 	for _, f := range files {
+		m.files = append(m.files, filepath.Base(f))
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
@@ -55,8 +61,8 @@ func load(dir string) (*manifests, error) {
 			}
 		}
 	}
-	if m.deployment == nil || m.service == nil || m.pdb == nil {
-		return nil, fmt.Errorf("want a Deployment, a Service and a PodDisruptionBudget in %s", dir)
+	if m.namespace == nil || m.deployment == nil || m.service == nil || m.pdb == nil || m.policy == nil {
+		return nil, fmt.Errorf("want a Namespace, a Deployment, a Service, a PodDisruptionBudget and a NetworkPolicy in %s", dir)
 	}
 	return m, nil
 }
@@ -68,6 +74,12 @@ func (m *manifests) decode(doc []byte) error {
 	}
 	var obj any
 	switch gvk := tm.APIVersion + "/" + tm.Kind; gvk {
+	case "v1/Namespace":
+		m.namespace = &corev1.Namespace{}
+		obj = m.namespace
+	case "networking.k8s.io/v1/NetworkPolicy":
+		m.policy = &networkingv1.NetworkPolicy{}
+		obj = m.policy
 	case "apps/v1/Deployment":
 		m.deployment = &appsv1.Deployment{}
 		obj = m.deployment
@@ -214,6 +226,83 @@ func TestManifests(t *testing.T) {
 			t.Errorf("memory request %v and limit %v: want both, request at most the limit", req, mem)
 		}
 	})
+}
+
+func TestNamespaceAndPolicy(t *testing.T) {
+	m, err := load(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("the namespace enforces, audits and warns at the restricted level", func(t *testing.T) {
+		for _, mode := range []string{psaapi.EnforceLevelLabel, psaapi.AuditLevelLabel, psaapi.WarnLevelLabel} {
+			if got := m.namespace.Labels[mode]; got != string(psaapi.LevelRestricted) {
+				t.Errorf("namespace label %s=%q, want restricted", mode, got)
+			}
+		}
+	})
+	t.Run("every object is in the namespace", func(t *testing.T) {
+		for kind, meta := range map[string]metav1.ObjectMeta{
+			"Deployment": m.deployment.ObjectMeta, "Service": m.service.ObjectMeta,
+			"PodDisruptionBudget": m.pdb.ObjectMeta, "NetworkPolicy": m.policy.ObjectMeta,
+		} {
+			if meta.Namespace != m.namespace.Name {
+				t.Errorf("%s %s is in namespace %q, want %q", kind, meta.Name, meta.Namespace, m.namespace.Name)
+			}
+		}
+	})
+	t.Run("the namespace's file sorts first, so kubectl apply -f creates it first", func(t *testing.T) {
+		if len(m.files) == 0 || m.files[0] != "00-namespace.yaml" {
+			t.Errorf("files in order %v: want 00-namespace.yaml first", m.files)
+		}
+	})
+	t.Run("the network policy lets in the service's port only, and nothing out", func(t *testing.T) {
+		p := m.policy.Spec
+		sel, err := metav1.LabelSelectorAsSelector(&p.PodSelector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(m.deployment.Spec.Template.Labels)) {
+			t.Errorf("podSelector %v does not select the pods (%v)", p.PodSelector, err)
+		}
+		if !slices.Equal(p.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}) {
+			t.Errorf("policyTypes %v, want [Ingress Egress]", p.PolicyTypes)
+		}
+		if len(p.Ingress) != 1 || len(p.Ingress[0].From) != 0 || len(p.Ingress[0].Ports) != 1 ||
+			p.Ingress[0].Ports[0].Port == nil || *p.Ingress[0].Ports[0].Port != intstr.FromString("http") {
+			t.Errorf("ingress %+v: want one rule, from anywhere, to the port named http only", p.Ingress)
+		}
+		if len(p.Egress) != 0 {
+			t.Errorf("egress %+v: want none", p.Egress)
+		}
+	})
+	t.Run("the Kustomization lists every manifest, so -k applies what -f applies", func(t *testing.T) {
+		var k struct {
+			Resources []string `json:"resources"`
+		}
+		if err := yaml.Unmarshal([]byte(read(t, "deploy/kubernetes/Kustomization")), &k); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(k.Resources)); !slices.Equal(got, m.files) {
+			t.Errorf("Kustomization resources %v, want the manifests %v", got, m.files)
+		}
+	})
+	t.Run("pods leave a lost node sooner than the default 300 s", func(t *testing.T) {
+		for _, key := range []string{corev1.TaintNodeUnreachable, corev1.TaintNodeNotReady} {
+			i := slices.IndexFunc(m.deployment.Spec.Template.Spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == key })
+			if i < 0 {
+				t.Errorf("no toleration for %s: pods would stay 300 s on a lost node", key)
+				continue
+			}
+			tol := m.deployment.Spec.Template.Spec.Tolerations[i]
+			if tol.Effect != corev1.TaintEffectNoExecute || tol.TolerationSeconds == nil || *tol.TolerationSeconds >= 300 || *tol.TolerationSeconds < 10 {
+				t.Errorf("toleration of %s: effect %q, tolerationSeconds %v: want NoExecute, from 10 to 299 s", key, tol.Effect, ptrString(tol.TolerationSeconds))
+			}
+		}
+	})
+}
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }
 
 // patience is how long a probe fails before Kubernetes acts.
