@@ -23,6 +23,8 @@ FUZZTIME     ?= 15s
 REGISTRY     ?= 127.0.0.1:5000
 PLATFORMS    ?= linux/amd64,linux/arm64
 NO_CACHE     ?=
+# The project's Kubernetes cluster (make k8s-up).
+CLUSTER      ?= deploy/kubernetes/cluster/cluster.sh
 
 SINGLE = $(IMAGE):$(SINGLE_TAG)
 MULTI  = $(IMAGE):$(MULTI_TAG)
@@ -40,9 +42,10 @@ compare-sizes: image-single image-multi ## Build both images and print their siz
 	@scripts/compare-sizes.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI)
 
 .PHONY: test
-test: lint docker-ready ## Run vet, the gofmt check, every test (unit, reliability, container, load balancer, Kubernetes manifests) and a short fuzz
+test: lint docker-ready ## Run vet, gofmt, every test (unit, reliability, container, load balancer, release, Kubernetes manifests and cluster) and a short fuzz
 	$(GO) test -race -count=1 -timeout 30m ./...
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
+	$(CLUSTER) run $(GO) test -tags cluster -count=1 -timeout 30m -v ./kube
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
@@ -58,9 +61,11 @@ test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)
 	$(GO) test -race -count=1 .
 
 .PHONY: lint
-lint: ## Run go vet (in both Go modules) and fail if gofmt would change a file
+lint: ## Run go vet (in every Go module) and fail if gofmt would change a file
 	$(GO) vet ./...
+	$(GO) vet -tags cluster ./kube
 	cd deploy/kubernetes && $(GO) vet ./...
+	cd deploy/kubernetes/cluster/build && $(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 
 .PHONY: build
@@ -72,18 +77,18 @@ run: build ## Build and run the service on :8080 (Ctrl-C stops it)
 	./$(BIN)
 
 .PHONY: image-single
-image-single: docker-ready ## Build whoami:1.0 from Dockerfile.single (one stage, ~900 MB)
+image-single: provision-images ## Build whoami:1.0 from Dockerfile.single (one stage, ~900 MB)
 	$(DOCKER) build -f Dockerfile.single --build-arg GO_VERSION=$(GO_VERSION) -t $(SINGLE) .
 
 .PHONY: image-multi
-image-multi: docker-ready ## Build whoami:2.0 from Dockerfile (multistage, a few MB); PLATFORM=linux/arm64 cross-builds
+image-multi: provision-images ## Build whoami:2.0 from Dockerfile (multistage, a few MB); PLATFORM=linux/arm64 cross-builds
 	$(DOCKER) build $(if $(PLATFORM),--platform $(PLATFORM)) \
 		--build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) --build-arg SOURCE=$(SOURCE) \
 		-t $(MULTI) .
 
 .PHONY: lb-demo
-lb-demo: image-multi ## Run 3 replicas behind HAProxy on :8080 (compose.yaml) and show which replica answers
+lb-demo: provision-lb image-multi ## Run 3 replicas behind HAProxy on :8080 (compose.yaml) and show which replica answers
 	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./replicas demo
 
 .PHONY: rolling-restart
@@ -95,7 +100,7 @@ lb-down: ## Stop and remove the lb-demo stack (containers and network)
 	$(COMPOSE) down --remove-orphans
 
 .PHONY: release
-release: docker-ready ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
+release: provision-release ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
 	$(GO) run ./release -registry $(REGISTRY) -image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache)
 
 .PHONY: run-container
@@ -108,11 +113,46 @@ clean: ## Remove bin/ and the two images this Makefile builds
 	-$(DOCKER) image rm $(SINGLE) $(MULTI) 2>/dev/null
 
 .PHONY: docker-ready
-docker-ready: ## Check (and as root on Debian, provision) Docker, BuildKit, Compose and the base images
-	@scripts/provision.sh $(GOLANG_IMAGE) $(LB_IMAGE)
+docker-ready: ## Check (and as root on Debian, provision) everything: Docker, BuildKit, Compose, base images, release tools, cluster
+	@$(PROVISION) all
+
+# What each target needs, and nothing more (scripts/provision.sh says what
+# each name covers).
+PROVISION = GOLANG_IMAGE=$(GOLANG_IMAGE) LB_IMAGE=$(LB_IMAGE) scripts/provision.sh
+.PHONY: provision-images provision-lb provision-bench provision-release provision-kubernetes
+provision-images provision-lb provision-bench provision-release provision-kubernetes:
+	@$(PROVISION) $(@:provision-%=%)
+
+.PHONY: k8s-up
+k8s-up: provision-kubernetes ## Start the project's two-node Kubernetes cluster (built from source the first time; root)
+	@$(CLUSTER) up
+
+.PHONY: k8s-env
+k8s-env: ## Print the lines that point kubectl at the cluster: eval "$$(make -s k8s-env)"
+	@$(CLUSTER) env
+
+.PHONY: k8s-demo
+k8s-demo: k8s-running release ## Deploy the released image by digest on the cluster, 30 requests through the Service, who answered
+	@$(CLUSTER) exec $(GO) run ./kube demo -image $(REGISTRY)/$(IMAGE):$(VERSION)
+
+.PHONY: k8s-rollout
+k8s-rollout: k8s-running ## kubectl rollout restart under load: 0 failed requests
+	@$(CLUSTER) exec $(GO) run ./kube rollout
+
+.PHONY: k8s-drain
+k8s-drain: k8s-running ## Drain a node under load (the budget holds), uncordon, spread again: 0 failed requests
+	@$(CLUSTER) exec $(GO) run ./kube drain
+
+.PHONY: k8s-down
+k8s-down: ## Stop the cluster and remove everything k8s-up made
+	@$(CLUSTER) down
+
+.PHONY: k8s-running
+k8s-running:
+	@$(CLUSTER) status -q || { echo "whoami: the Kubernetes cluster is not running: make k8s-up" >&2; exit 1; }
 
 .PHONY: bench
-bench: build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; update docs/benchmarks.md and README
+bench: provision-bench build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; update docs/benchmarks.md and README
 	@scripts/bench.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI) $(BIN)
 
 .PHONY: bench-go

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"whoami/internal/probe"
+)
+
+// deployment is the manifests with a released image.
+type deployment struct {
+	image     string // REGISTRY/NAME:TAG, as make release pushed it
+	manifests string // the folder of the manifests and their Kustomization
+	cluster   string // the cluster's script, to load the image into the nodes
+	// namespace, if set, replaces the manifests' own (the tests use one
+	// namespace each).
+	namespace string
+}
+
+// digest asks the registry for the digest of ref's tag (the image index,
+// for every platform).
+func digest(ctx context.Context, ref string) (repo, dgst string, err error) {
+	i := strings.LastIndex(ref, ":")
+	repo, tag := ref[:max(i, 0)], ref[i+1:]
+	host, name, ok := strings.Cut(repo, "/")
+	if i < strings.LastIndex(ref, "/") || !ok || tag == "" {
+		return "", "", fmt.Errorf("image %q: want REGISTRY/NAME:TAG", ref)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+host+"/v2/"+name+"/manifests/"+tag, nil)
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("no registry answers at %s (%v): run make release", host, err)
+	}
+	resp.Body.Close()
+	dgst = resp.Header.Get("Docker-Content-Digest")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(dgst, "sha256:") {
+		return "", "", fmt.Errorf("%s is not in the registry (%s): run make release", ref, resp.Status)
+	}
+	return repo, dgst, nil
+}
+
+// overlay writes a kustomization into dir that takes the manifests and
+// sets the image to repo@dgst, as a user's overlay would.
+func overlay(dir, manifests, namespace, repo, dgst string) error {
+	// Kustomize takes a base by a relative path only.
+	abs, err := filepath.Abs(manifests)
+	if err != nil {
+		return err
+	}
+	base, err := filepath.Rel(dir, abs)
+	if err != nil {
+		return err
+	}
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: whoami
+    newName: %s
+    digest: %s
+`, base, repo, dgst)
+	if namespace != "" {
+		k += "namespace: " + namespace + "\n"
+	}
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
+}
+
+// withOverlay resolves the image's digest, writes the overlay that sets it
+// and calls f with the overlay's folder and the image by digest.
+func withOverlay(ctx context.Context, d deployment, f func(dir, ref string) error) error {
+	repo, dgst, err := digest(ctx, d.image)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "whoami-overlay-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := overlay(dir, d.manifests, d.namespace, repo, dgst); err != nil {
+		return err
+	}
+	return f(dir, repo+"@"+dgst)
+}
+
+// apply loads the released image into the nodes, applies the manifests
+// with it by digest (kubectl apply -k), and returns the image and
+// kubectl's warnings.
+func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, err error) {
+	err = withOverlay(ctx, d, func(dir, r string) error {
+		ref = r
+		// The nodes' loopback is their own: the cluster's script pulls from
+		// the registry on this machine into each node, as `kind load` does.
+		if out, err := exec.CommandContext(ctx, d.cluster, "load", ref).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s load %s: %v: %s", d.cluster, ref, err, strings.TrimSpace(string(out)))
+		}
+		var out string
+		out, warnings, err = k.kubectl(ctx, "apply", "-k", dir)
+		if err == nil {
+			k.printf("%s\n", out)
+		}
+		return err
+	})
+	return ref, warnings, err
+}
+
+// waitServing waits until the Deployment's rollout is complete and the
+// Service answers from every serving pod: right after the Deployment is
+// available, kube-proxy may not have its rules yet.
+func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
+	if _, err := k.get(ctx, "rollout", "status", "deployment/whoami", "--timeout", "3m"); err != nil {
+		return nil, err
+	}
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ps []pod
+	seen := map[string]bool{}
+	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service to answer from %d pods", want), func() (bool, error) {
+		var err error
+		if ps, err = k.pods(ctx); err != nil {
+			return false, err
+		}
+		ps = serving(ps)
+		counts, _ := probe.Count(ctx, url, 3)
+		for name := range counts {
+			seen[name] = true
+		}
+		all := len(ps) == want
+		for _, p := range ps {
+			all = all && seen[p.Name]
+		}
+		return all, nil
+	})
+	return ps, err
+}
+
+// demo deploys the released image and shows that every pod answers
+// through the Service.
+func demo(ctx context.Context, k *kube, d deployment, n int) error {
+	k.printf("==> kubectl apply -k (the manifests of %s, with %s by digest)\n", d.manifests, d.image)
+	t0 := time.Now()
+	ref, warnings, err := k.apply(ctx, d)
+	if err != nil {
+		return err
+	}
+	if warnings != "" {
+		k.printf("%s\n", warnings)
+	}
+	ps, err := k.waitServing(ctx, 3)
+	if err != nil {
+		return err
+	}
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		return err
+	}
+	k.printf("==> %d pods Ready and answering through the Service %.1f s after kubectl apply; image %s\n", len(ps), time.Since(t0).Seconds(), ref)
+	k.printf("==> %d requests to %s (the Service's ClusterIP, from this machine)\n\n", n, url)
+	counts, failed := probe.Count(ctx, url, n)
+	printPods(k.out, ps, counts)
+	known := 0
+	for _, p := range ps {
+		known += counts[p.Name]
+	}
+	if other := n - failed - known; other > 0 {
+		k.printf("%-24s %-8s %-12s %-12s %d\n", "(not a pod)", "", "", "", other)
+	}
+	nodes := byNode(ps)
+	k.printf("\n%d requests: %d answered by the %d pods on %d nodes, %d failed.\n", n, known, len(ps), len(nodes), failed)
+	k.printf("whoami keeps running: curl %s, make k8s-rollout, make k8s-drain, make k8s-down to stop the cluster.\n", url)
+	if known != n {
+		return fmt.Errorf("%d of %d requests were not answered by a pod of the Deployment", n-known, n)
+	}
+	return nil
+}
+
+// rolloutUnderLoad restarts every pod (kubectl rollout restart) while a load
+// runs, and waits until the old pods are gone. It returns the old pods, how
+// long until the new ones served, and until the old ones were gone.
+func (k *kube) rolloutUnderLoad(ctx context.Context) (old []pod, serving, gone time.Duration, err error) {
+	if old, err = k.pods(ctx); err != nil {
+		return nil, 0, 0, err
+	}
+	t0 := time.Now()
+	if _, err := k.get(ctx, "rollout", "restart", "deployment/whoami"); err != nil {
+		return nil, 0, 0, err
+	}
+	if _, err := k.waitServing(ctx, 3); err != nil {
+		return nil, 0, 0, err
+	}
+	serving = time.Since(t0)
+	// The old pods still serve during their preStop wait, then shut down:
+	// keep counting until they are gone.
+	err = k.waitGone(ctx, old)
+	return old, serving, time.Since(t0), err
+}
+
+// waitGone waits until none of ps exists any more.
+func (k *kube) waitGone(ctx context.Context, ps []pod) error {
+	return probe.Until(ctx, 3*time.Minute, fmt.Sprintf("pods %v to be gone", names(ps)), func() (bool, error) {
+		now, err := k.pods(ctx)
+		return !slices.ContainsFunc(now, func(p pod) bool { return slices.Contains(names(ps), p.Name) }), err
+	})
+}
+
+// loadService starts clients that GET the Service, each request on a new
+// connection, so that kube-proxy chooses a pod for each.
+func (k *kube) loadService(ctx context.Context, clients int) (*probe.Load, error) {
+	url, err := k.serviceURL(ctx)
+	if err != nil || clients == 0 {
+		return nil, err
+	}
+	return probe.Start(ctx, url, probe.Options{Clients: clients, NewConnections: true}), nil
+}
+
+func rollout(ctx context.Context, k *kube, clients int) error {
+	load, err := k.loadService(ctx, clients)
+	if err != nil {
+		return err
+	}
+	defer load.Stop()
+	k.printf("==> kubectl rollout restart deployment/whoami, while %d clients load the Service\n", clients)
+	old, took, gone, err := k.rolloutUnderLoad(ctx)
+	if err != nil {
+		return err
+	}
+	load.Stop()
+	ps, err := k.pods(ctx)
+	if err != nil {
+		return err
+	}
+	k.printf("rollout restart of %d pods: %.1f s to %d new pods Ready and serving; the old ones gone after %.1f s\n\n",
+		len(old), took.Seconds(), len(serving(ps)), gone.Seconds())
+	for i := range old {
+		old[i].Gone = true
+	}
+	printPods(k.out, append(old, ps...), load.Bodies())
+	k.printf("\nmeanwhile %d clients sent ", clients)
+	return reportLoad(k, load)
+}
+
+// reportLoad prints the load's counts and fails if a request failed.
+func reportLoad(k *kube, l *probe.Load) error {
+	if l == nil {
+		k.printf("no requests (-clients 0)\n")
+		return nil
+	}
+	if k.out != nil {
+		l.Report(k.out)
+	}
+	if _, failed := l.Counts(); failed > 0 {
+		return fmt.Errorf("%d requests failed", failed)
+	}
+	return nil
+}

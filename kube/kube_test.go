@@ -1,0 +1,658 @@
+//go:build cluster
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"whoami/internal/probe"
+)
+
+// The tests run against the project's real cluster (make k8s-up; make test
+// starts it when it is not running, and stops it after): the manifests
+// applied by the real API server with its admission, the image released by
+// the release tool and pulled by the nodes, real pods run by the kubelets,
+// and real requests from this machine to the Service's ClusterIP through
+// kube-proxy. Each test deploys into a namespace of its own and removes it.
+// They need root: they read the pods' processes in /proc and signal them.
+
+const (
+	manifests     = "../deploy/kubernetes"
+	clusterScript = "../deploy/kubernetes/cluster/cluster.sh"
+)
+
+// released is the image the tests deploy, pushed by the release tool.
+var released string
+
+func TestMain(m *testing.M) {
+	os.Exit(releaseAndRun(m))
+}
+
+func releaseAndRun(m *testing.M) int {
+	ctx := context.Background()
+	if err := (&kube{namespace: "default"}).ping(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the cluster tests need the project's cluster: %v\n"+
+			"make test starts it (as root); by hand: make k8s-up, then eval \"$(make -s k8s-env)\".\n", err)
+		return 1
+	}
+	// The working tree, released for linux/amd64 to a repository of the tests.
+	tag := "test-" + strings.ToLower(rand.Text()[:8])
+	released = "127.0.0.1:5000/whoami-k8s-test:" + tag
+	cmd := exec.Command("go", "run", "../release", "-C", "..", "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: releasing the image to deploy: %v\n%s\nmake docker-ready (as root) starts the registry and buildkitd.\n", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// deploy applies the manifests with the released image in a namespace of
+// the test's own, waits until the Service answers from 3 pods, and removes
+// the namespace when the test ends.
+func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
+	t.Helper()
+	k := &kube{namespace: "whoami-test-" + strings.ToLower(rand.Text()[:6])}
+	t.Cleanup(func() { removeNamespace(t, k) })
+	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
+		t.Fatalf("kubectl apply -k: %v %s", err, warnings)
+	}
+	ps, err := k.waitServing(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, ps
+}
+
+func (k *kube) deployment() deployment {
+	return deployment{image: released, manifests: manifests, cluster: clusterScript, namespace: k.namespace}
+}
+
+// removeNamespace deletes the test's namespace and waits until it is gone.
+// The pods get one second, not the manifests' grace: the namespace is
+// terminating, so nothing replaces them.
+func removeNamespace(t *testing.T, k *kube) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := k.get(ctx, "delete", "namespace", k.namespace, "--wait=false", "--ignore-not-found"); err != nil {
+		t.Errorf("removing the test's namespace: %v", err)
+		return
+	}
+	k.get(ctx, "delete", "pods", "--all", "--grace-period", "1", "--wait=false")
+	if _, err := k.get(ctx, "wait", "--for=delete", "namespace/"+k.namespace, "--timeout", "2m"); err != nil && !strings.Contains(err.Error(), "not found") {
+		t.Errorf("the test's namespace is still there: %v", err)
+	}
+}
+
+func load(t *testing.T, ctx context.Context, k *kube, o probe.Options) *probe.Load {
+	t.Helper()
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NewConnections = true // kube-proxy chooses a pod per connection
+	l := probe.Start(ctx, url, o)
+	t.Cleanup(l.Stop)
+	return l
+}
+
+func noFailures(t *testing.T, l *probe.Load) {
+	t.Helper()
+	total, failed := l.Counts()
+	t.Logf("%d requests, %d failed", total, failed)
+	if total == 0 || failed > 0 {
+		t.Errorf("%d of %d requests failed: %v", failed, total, l.Errors())
+	}
+}
+
+func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
+	ctx := context.Background()
+	k := &kube{namespace: "whoami-test-" + strings.ToLower(rand.Text()[:6])}
+	t.Cleanup(func() { removeNamespace(t, k) })
+	// A server-side dry run cannot create the namespace that the objects go
+	// in: create it first, then the API server validates and admits the rest.
+	err := withOverlay(ctx, k.deployment(), func(dir, ref string) error {
+		objects, _, err := k.kubectl(ctx, "kustomize", dir)
+		if err != nil {
+			return err
+		}
+		docs := strings.Split(objects, "\n---\n")
+		i := slices.IndexFunc(docs, func(doc string) bool { return strings.Contains(doc, "\nkind: Namespace\n") })
+		if i < 0 {
+			return fmt.Errorf("no Namespace in the overlay:\n%s", objects)
+		}
+		if _, warnings, err := k.kubectlIn(ctx, docs[i], "apply", "-f", "-"); err != nil || warnings != "" {
+			return fmt.Errorf("creating the namespace: %v %s", err, warnings)
+		}
+		out, warnings, err := k.kubectlIn(ctx, objects, "apply", "--dry-run=server", "-f", "-")
+		t.Logf("kubectl apply --dry-run=server:\n%s", out)
+		if err != nil || warnings != "" {
+			return fmt.Errorf("dry run: %v; warnings:\n%s", err, warnings)
+		}
+		if out, _ := k.get(ctx, "get", "deployment", "whoami", "--ignore-not-found"); out != "" {
+			return fmt.Errorf("the dry run stored the Deployment: %s", out)
+		}
+		if !strings.Contains(objects, "image: "+ref+"\n") {
+			return fmt.Errorf("the overlay does not set the image %s by digest:\n%s", ref, objects)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
+		t.Fatalf("kubectl apply -k: %v; warnings:\n%s", err, warnings)
+	}
+	out, err := k.get(ctx, "get", "deployment,service,poddisruptionbudget,networkpolicy", "-o", "name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"deployment.apps/whoami", "networkpolicy.networking.k8s.io/whoami", "poddisruptionbudget.policy/whoami", "service/whoami"}
+	if got := slices.Sorted(slices.Values(strings.Fields(out))); !slices.Equal(got, want) {
+		t.Errorf("objects in %s: %v, want %v", k.namespace, got, want)
+	}
+}
+
+func TestPodSecurityIsEnforced(t *testing.T) {
+	ctx := context.Background()
+	k, _ := deploy(t, ctx)
+	labels, err := k.get(ctx, "get", "namespace", k.namespace, "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
+	if err != nil || labels != "restricted" {
+		t.Fatalf("namespace %s enforces %q (%v), want restricted", k.namespace, labels, err)
+	}
+	root := func(kind string) string {
+		spec := `{"securityContext": {"runAsNonRoot": false, "seccompProfile": {"type": "RuntimeDefault"}},
+			"containers": [{"name": "root", "image": "` + released + `",
+			"securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}`
+		if kind == "Pod" {
+			return `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"}, "spec": ` + spec + `}`
+		}
+		return `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "root"}, "spec": {
+			"replicas": 0, "selector": {"matchLabels": {"app": "root"}},
+			"template": {"metadata": {"labels": {"app": "root"}}, "spec": ` + spec + `}}}`
+	}
+	t.Run("a pod that may run as root is refused", func(t *testing.T) {
+		_, _, err := k.kubectlIn(ctx, root("Pod"), "create", "-f", "-")
+		if err == nil || !strings.Contains(err.Error(), "violates PodSecurity \"restricted:latest\"") || !strings.Contains(err.Error(), "runAsNonRoot") {
+			t.Errorf("kubectl create of a pod with runAsNonRoot: false: %v", err)
+		}
+	})
+	t.Run("a Deployment of such pods is accepted with a warning", func(t *testing.T) {
+		_, warnings, err := k.kubectlIn(ctx, root("Deployment"), "create", "-f", "-")
+		if err != nil || !strings.Contains(warnings, "would violate PodSecurity \"restricted:latest\"") {
+			t.Errorf("kubectl create of a Deployment with runAsNonRoot: false: %v\n%s", err, warnings)
+		}
+	})
+}
+
+// process returns the PID of a container on this machine (the nodes share
+// its kernel), found by its ID in the processes' cgroups.
+func process(t *testing.T, containerID string) int {
+	t.Helper()
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d + "/cgroup")
+		if err == nil && containerID != "" && bytes.Contains(b, []byte(containerID)) {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid
+		}
+	}
+	t.Fatalf("no process of container %q", containerID)
+	return 0
+}
+
+func TestPodsRunAsTheManifestsSay(t *testing.T) {
+	ctx := context.Background()
+	_, ps := deploy(t, ctx)
+	_, dgst, err := digest(ctx, released)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		t.Run(p.Name, func(t *testing.T) {
+			if !strings.HasSuffix(p.Image, "@"+dgst) || !strings.HasSuffix(p.ImageID, "@"+dgst) {
+				t.Errorf("image %q, running %q: want the released index by digest %s", p.Image, p.ImageID, dgst)
+			}
+			pid := process(t, p.ContainerID)
+			proc := fmt.Sprintf("/proc/%d/", pid)
+			status, _ := os.ReadFile(proc + "status")
+			for _, id := range []string{"Uid", "Gid"} {
+				if !bytes.Contains(status, []byte("\n"+id+":\t65534\t65534\t65534\t65534\n")) {
+					t.Errorf("process %d: want %s 65534 (the manifest's runAsUser and runAsGroup); /proc status:\n%s", pid, id, status)
+				}
+			}
+			if root := mountOptions(t, proc); !slices.Contains(root, "ro") {
+				t.Errorf("root filesystem mounted %v: want ro (readOnlyRootFilesystem)", root)
+			}
+			if _, err := os.Stat(proc + "root/var/run/secrets/kubernetes.io/serviceaccount"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a service account token is mounted (%v): want automountServiceAccountToken: false", err)
+			}
+			environ, _ := os.ReadFile(proc + "environ")
+			if !slices.Contains(strings.Split(string(environ), "\x00"), "GOMEMLIMIT=67108864") {
+				t.Errorf("environment %q: want GOMEMLIMIT=67108864, the memory limit (64Mi)", strings.ReplaceAll(string(environ), "\x00", " "))
+			}
+		})
+	}
+}
+
+// mountOptions returns the options of the process's root mount.
+func mountOptions(t *testing.T, proc string) []string {
+	t.Helper()
+	b, err := os.ReadFile(proc + "mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...
+		if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+			return strings.Split(f[5], ",")
+		}
+	}
+	t.Fatalf("no root mount in %smountinfo", proc)
+	return nil
+}
+
+func TestTheServiceAnswersFromEveryPod(t *testing.T) {
+	ctx := context.Background()
+	k, ps := deploy(t, ctx)
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, failed := probe.Count(ctx, url, 30)
+	t.Logf("30 requests to %s: %v", url, counts)
+	if failed > 0 || !slices.Equal(slices.Sorted(maps.Keys(counts)), names(ps)) {
+		t.Errorf("30 requests: answered by %v, %d failed; want exactly the pods %v", counts, failed, names(ps))
+	}
+}
+
+func TestRolloutRestartUnderLoadLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	k, _ := deploy(t, ctx)
+	l := load(t, ctx, k, probe.Options{Clients: 4})
+	old, took, gone, err := k.rolloutUnderLoad(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	t.Logf("rollout restart: %.1f s to 3 new pods serving, old pods gone after %.1f s", took.Seconds(), gone.Seconds())
+	noFailures(t, l)
+	ps, err := k.pods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(serving(ps)) != 3 || slices.ContainsFunc(ps, func(p pod) bool { return slices.Contains(names(old), p.Name) }) {
+		t.Errorf("after the rollout: %v, before: %v; want 3 pods, all new", names(ps), names(old))
+	}
+	if s := l.Strangers(append(names(old), names(ps)...)); len(s) > 0 {
+		t.Errorf("answers from no pod of the Deployment: %v", s)
+	}
+}
+
+// evict asks the Eviction API to evict pod, as kubectl drain does.
+func (k *kube) evict(ctx context.Context, pod string) error {
+	cmd := exec.CommandContext(ctx, "kubectl", "create", "--raw", "/api/v1/namespaces/"+k.namespace+"/pods/"+pod+"/eviction", "-f", "-")
+	cmd.Stdin = strings.NewReader(`{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "` + pod + `", "namespace": "` + k.namespace + `"}}`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func TestTheBudgetLetsOnePodGoAtATime(t *testing.T) {
+	ctx := context.Background()
+	k, ps := deploy(t, ctx)
+	l := load(t, ctx, k, probe.Options{Clients: 4})
+	if err := k.evict(ctx, ps[0].Name); err != nil {
+		t.Fatalf("evicting the first pod: %v", err)
+	}
+	err := k.evict(ctx, ps[1].Name)
+	t.Logf("evicting a second pod at once: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "disruption budget") {
+		t.Errorf("evicting a second pod at once: %v; want a refusal (429) for the disruption budget", err)
+	}
+	if _, err := k.waitServing(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.waitGone(ctx, ps[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.evict(ctx, ps[1].Name); err != nil {
+		t.Errorf("evicting the second pod once the first is replaced: %v", err)
+	}
+	if _, err := k.waitServing(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	noFailures(t, l)
+}
+
+// spread restarts the rollout until the pods run on every node.
+func spread(t *testing.T, ctx context.Context, k *kube, nodes int) []pod {
+	t.Helper()
+	for try := 0; ; try++ {
+		ps, err := k.pods(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = serving(ps)
+		if len(byNode(ps)) == nodes {
+			return ps
+		}
+		if try == 3 {
+			t.Fatalf("pods %v on nodes %v after 3 rollouts: want them on %d nodes", names(ps), byNode(ps), nodes)
+		}
+		if _, _, _, err := k.rolloutUnderLoad(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
+	ctx := context.Background()
+	k, _ := deploy(t, ctx)
+	ps := spread(t, ctx, k, 2)
+	node := busiest(ps)
+	t.Cleanup(func() { k.get(context.Background(), "uncordon", node) })
+	l := load(t, ctx, k, probe.Options{Clients: 4})
+	took, fewest, err := k.drainNode(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("drained %s (%d of the pods) in %.1f s; never fewer than %d pods Ready", node, byNode(ps)[node], took.Seconds(), fewest)
+	if fewest < 2 {
+		t.Errorf("%d pods were Ready at one point during the drain: the budget allows one of 3 to go", fewest)
+	}
+	after, err := k.waitServing(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := byNode(after); on[node] != 0 {
+		t.Errorf("after the drain, pods by node: %v; want none on %s", on, node)
+	}
+	if _, err := k.get(ctx, "uncordon", node); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := k.rolloutUnderLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	noFailures(t, l)
+	if after, err = k.pods(ctx); err != nil || len(byNode(serving(after))) != 2 {
+		t.Errorf("after uncordon and a rollout, pods by node: %v (%v); want both nodes", byNode(after), err)
+	}
+}
+
+// timeline records when things happened, since its start.
+type timeline struct{ t0 time.Time }
+
+func (tl *timeline) mark(t *testing.T, what string) time.Duration {
+	d := time.Since(tl.t0)
+	t.Logf("%6.1f s  %s", d.Seconds(), what)
+	return d
+}
+
+func TestAFrozenPodLeavesTheServiceAndIsRestarted(t *testing.T) {
+	ctx := context.Background()
+	k, ps := deploy(t, ctx)
+	victim := ps[0]
+	pid := process(t, victim.ContainerID)
+	// A steady load, not a flood: at thousands of new connections a second
+	// from one address, source ports come round again within a minute, and
+	// a new connection that reuses one matches a stale conntrack entry that
+	// still points at the frozen pod (see the partition test).
+	l := load(t, ctx, k, probe.Options{Clients: 4, Timeout: 2 * time.Second, Interval: 50 * time.Millisecond})
+	time.Sleep(time.Second)
+	tl := &timeline{t0: time.Now()}
+	start := l.Since()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	tl.mark(t, "SIGSTOP to "+victim.Name+"'s process")
+	var notReady, restarted time.Duration
+	err := probe.Until(ctx, 3*time.Minute, victim.Name+" to be restarted", func() (bool, error) {
+		ps, err := k.pods(ctx)
+		i := slices.IndexFunc(ps, func(p pod) bool { return p.Name == victim.Name })
+		if err != nil || i < 0 {
+			return false, err
+		}
+		if !ps[i].Ready && notReady == 0 {
+			notReady = tl.mark(t, "not Ready: out of the Service's endpoints (readiness probe)")
+		}
+		if ps[i].Restarts > 0 && ps[i].Ready && restarted == 0 {
+			restarted = tl.mark(t, "restarted (liveness probe) and Ready again")
+		}
+		return restarted > 0, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	total, failed := l.Counts()
+	last := time.Duration(0)
+	if f := l.Failures(); len(f) > 0 {
+		last = f[len(f)-1] - start
+	}
+	t.Logf("%d of %d requests failed (each waited the client's 2 s time-out), the last one sent %.1f s after SIGSTOP; slowest answer %.1f s",
+		failed, total, last.Seconds(), l.Slowest().Seconds())
+	// Generous bounds that catch a probe gone wrong, not timings.
+	if notReady == 0 || notReady > 30*time.Second {
+		t.Errorf("not Ready after %v: the readiness probe (every 2 s, 2 failures) should take it out within seconds", notReady)
+	}
+	if restarted > 150*time.Second {
+		t.Errorf("restarted after %v: the liveness probe gives up after 30 s, plus the grace period", restarted)
+	}
+	if last > notReady+30*time.Second {
+		t.Errorf("requests still failed %v after SIGSTOP, %v after the pod left the Service", last, last-notReady)
+	}
+}
+
+func TestANetworkPartitionOfANode(t *testing.T) {
+	ctx := context.Background()
+	k, _ := deploy(t, ctx)
+	ps := spread(t, ctx, k, 2)
+	const node = "node-2" // node-1 carries this machine's route to the Services
+	lost := slices.DeleteFunc(slices.Clone(ps), func(p pod) bool { return p.Node != node })
+	l := load(t, ctx, k, probe.Options{Clients: 4, Timeout: 2 * time.Second, Interval: 50 * time.Millisecond})
+	time.Sleep(time.Second)
+	heal := func() {
+		if out, err := exec.Command(clusterScript, "heal", node).CombinedOutput(); err != nil {
+			t.Errorf("cluster.sh heal %s: %v %s", node, err, out)
+		}
+	}
+	tl := &timeline{t0: time.Now()}
+	start := l.Since()
+	if out, err := exec.Command(clusterScript, "partition", node).CombinedOutput(); err != nil {
+		t.Fatalf("cluster.sh partition %s: %v %s", node, err, out)
+	}
+	healed := false
+	t.Cleanup(func() {
+		if !healed {
+			heal()
+		}
+	})
+	tl.mark(t, fmt.Sprintf("%s cut off, with %d of the pods (%v)", node, len(lost), names(lost)))
+	var unreachable, unlisted, evicted, replaced time.Duration
+	err := probe.Until(ctx, 5*time.Minute, "the pods of "+node+" to be replaced", func() (bool, error) {
+		if unlisted == 0 {
+			ready, err := k.get(ctx, "get", "endpointslices", "-l", "kubernetes.io/service-name=whoami",
+				"-o", `jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.targetRef.name} {end}`)
+			if err != nil {
+				return false, err
+			}
+			if !slices.ContainsFunc(lost, func(p pod) bool { return strings.Contains(ready, p.Name) }) {
+				unlisted = tl.mark(t, "its pods no longer ready in the Service's endpoints")
+			}
+		}
+		ready, err := k.get(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil {
+			return false, err
+		}
+		if ready != "True" && unreachable == 0 {
+			unreachable = tl.mark(t, "the node controller marks "+node+" Ready="+ready)
+		}
+		now, err := k.pods(ctx)
+		if err != nil {
+			return false, err
+		}
+		if evicted == 0 && slices.ContainsFunc(now, func(p pod) bool { return p.Node == node && p.Terminating }) {
+			evicted = tl.mark(t, "its pods evicted (the unreachable taint's tolerationSeconds)")
+		}
+		on := byNode(serving(now))
+		if on[node] == 0 && len(serving(now)) == 3 && replaced == 0 {
+			replaced = tl.mark(t, "3 pods serving on the other node")
+		}
+		return replaced > 0, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep the load on a while: failures must have stopped.
+	time.Sleep(10 * time.Second)
+	failures := l.Failures()
+	var first, last time.Duration
+	if len(failures) > 0 {
+		first, last = failures[0]-start, failures[len(failures)-1]-start
+	}
+	total, failed := l.Counts()
+	t.Logf("%d of %d requests failed, from %.1f s to %.1f s after the cut", failed, total, first.Seconds(), last.Seconds())
+	var before, after int
+	for _, f := range failures {
+		if f-start < unlisted {
+			before++
+		} else {
+			after++
+		}
+	}
+	t.Logf("%d failed before the endpoints changed, %d after (stale conntrack entries)", before, after)
+
+	heal()
+	healed = true
+	tl.mark(t, node+" joined again")
+	if err := probe.Until(ctx, 3*time.Minute, node+" Ready again", func() (bool, error) {
+		ready, err := k.get(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		return ready == "True", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tl.mark(t, node+" Ready again")
+	if err := probe.Until(ctx, 3*time.Minute, "the lost pods to be gone", func() (bool, error) {
+		now, err := k.pods(ctx)
+		return !slices.ContainsFunc(now, func(p pod) bool { return slices.Contains(names(lost), p.Name) }), err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tl.mark(t, "the lost pods gone: the kubelet learned they were deleted")
+	l.Stop()
+	spread(t, ctx, k, 2)
+	tl.mark(t, "a rollout spread the pods over both nodes again")
+
+	// Generous bounds that catch a broken cluster, not timings.
+	if unreachable == 0 || unreachable > 2*time.Minute {
+		t.Errorf("the node was marked after %v: want about 50 s (the node monitor grace period)", unreachable)
+	}
+	if replaced > unreachable+2*time.Minute {
+		t.Errorf("the pods were replaced %v after the node was marked: want about 30 s (the manifests' tolerationSeconds)", replaced-unreachable)
+	}
+	if failed == 0 {
+		t.Error("no request failed: the cut did not reach the pods of the node")
+	}
+	if last > replaced {
+		t.Logf("requests still failed %.1f s after the pods were replaced (stale conntrack entries)", (last - replaced).Seconds())
+	}
+	if last > unreachable+150*time.Second {
+		t.Errorf("requests failed until %v, %v after the node was marked: want them to stop", last, last-unreachable)
+	}
+}
+
+func TestEveryListenerIsOnLoopbackOrTheClustersOwnAddresses(t *testing.T) {
+	// The control plane's, on this machine, then everything in each node's
+	// network namespace (kubelet, kube-proxy, containerd).
+	out, err := exec.Command("ss", "-Hltunp").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listeners []string
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, c := range []string{"etcd", "kube-apiserver", "kube-controller", "kube-scheduler"} {
+			if strings.Contains(line, `(("`+c) {
+				listeners = append(listeners, line)
+			}
+		}
+	}
+	nodes, _ := filepath.Glob("/run/netns/whoami-node-*")
+	if len(nodes) != 2 {
+		t.Fatalf("network namespaces of the nodes: %v, want 2", nodes)
+	}
+	for _, ns := range nodes {
+		out, err := exec.Command("nsenter", "--net="+ns, "ss", "-Hltunp").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, strings.Split(strings.TrimSpace(string(out)), "\n")...)
+	}
+	if len(listeners) < 10 {
+		t.Fatalf("only %d listeners found: %q", len(listeners), listeners)
+	}
+	for _, l := range listeners {
+		// NETID STATE RECV-Q SEND-Q LOCAL PEER PROCESS
+		f := strings.Fields(l)
+		if len(f) < 5 || !strings.HasPrefix(f[4], "127.0.0.1:") && !strings.HasPrefix(f[4], "10.87.0.") {
+			t.Errorf("listens on neither loopback nor the cluster's network: %s", l)
+		}
+	}
+}
+
+func TestMisuseGetsOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cmd  *exec.Cmd
+		want string
+	}{
+		{"k8s-up without root", exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", clusterScript, "up"), "needs root"},
+		{"k8s-up with port 6443 taken", env(exec.Command(clusterScript, "up"), "WHOAMI_K8S_STATE="+t.TempDir()+"/none"), "port 6443 is taken"},
+		{"a demo without a cluster", env(exec.Command(clusterScript, "exec", "true"), "WHOAMI_K8S_STATE=/nonexistent"), "not running: make k8s-up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			tc.cmd.Stderr = &stderr
+			err := tc.cmd.Run()
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if err == nil || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("%v: %v\n%s\nwant a failure and one line that says %q", tc.cmd.Args, err, stderr.String(), tc.want)
+			}
+			if !strings.Contains(lines[0], "make k8s-up") && !strings.Contains(lines[0], "sudo") {
+				t.Errorf("%q: want it to say what to run", lines[0])
+			}
+		})
+	}
+}
+
+func TestTheToolWithoutAClusterSaysToStartIt(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/nonexistent")
+	err := run(context.Background(), []string{"rollout"}, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "no cluster answers") || !strings.HasSuffix(err.Error(), "run make k8s-up") {
+		t.Errorf("kube rollout without a cluster: %q, want one line that says to run make k8s-up", err)
+	}
+}
+
+func env(cmd *exec.Cmd, kv ...string) *exec.Cmd {
+	cmd.Env = append(os.Environ(), kv...)
+	return cmd
+}
