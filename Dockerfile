@@ -15,7 +15,7 @@ ARG GO_VERSION=1.26
 # for the target, so --platform linux/arm64 needs no emulation.
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
-COPY go.mod http.go ./
+COPY go.mod *.go ./
 ARG TARGETOS TARGETARCH
 ARG VERSION=dev
 # CGO_ENABLED=0: a static binary that needs no libc, so it runs in scratch.

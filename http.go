@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +60,29 @@ const (
 	healthcheckTimeout = 2 * time.Second
 )
 
+// The cap on open connections (see conns.go), from the memory the process
+// may use. Measured with `go test -run TestConnectionMemory -v`: an idle
+// keep-alive connection takes about IDLE KB, one that trickles 15 KB of
+// headers about SLOW KB (Go's heap and stacks, and the kernel's buffers).
+// Under a memory limit (GOMEMLIMIT, which the Kubernetes manifest sets from
+// the pod's limit), the cap is what is left after the server's own
+// baseMemory, divided by the worst case, connMemory: 64 MiB gives
+// (64 - 16) MiB / 48 KiB = 1024 connections.
+const (
+	connMemory      = 48 << 10 // bytes per connection, the worst case measured, rounded up
+	baseMemory      = 16 << 20 // the server's own, and room for the garbage collector
+	defaultMaxConns = 10000    // with no memory limit: about 480 MB at the worst
+)
+
+// maxConnsFor returns the cap on connections for a memory limit in bytes
+// (math.MaxInt64: none).
+func maxConnsFor(limit int64) int {
+	if limit == math.MaxInt64 {
+		return defaultMaxConns
+	}
+	return int(max((limit-baseMemory)/connMemory, 16))
+}
+
 func main() {
 	err := run(context.Background(), os.Args[1:], os.Getenv, os.Hostname, os.Stdout, os.Stderr)
 	if err != nil {
@@ -74,6 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
 	addrFlag := fs.String("addr", "", `listen address (default ":8080", or ":$PORT" when PORT is set)`)
+	maxConnsFlag := fs.Int("max-conns", 0, "most connections open at once (default MAX_CONNS, else from GOMEMLIMIT, else 10000)")
 	healthcheck := fs.Bool("healthcheck", false, "probe the server on the configured port: exit 0 if it answers 200, 1 otherwise")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -100,18 +126,25 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return probe(ctx, addr)
 	}
 
+	maxConns, err := connLimit(*maxConnsFlag, getenv)
+	if err != nil {
+		return err
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	ln, err := net.Listen("tcp", addr)
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := newServer(newHandler(hostname, logger), logger)
+	ln := newLimitedListener(tcp, maxConns, logger)
+	srv := newServer(ln.busy(newHandler(hostname, logger)), logger)
+	srv.ConnState, srv.ConnContext = ln.track, connContext
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version)
+	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version, "max_conns", maxConns)
 
 	select {
 	case err := <-served:
@@ -123,10 +156,33 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// The grace is over: what is still open is a client that sends
+		// nothing or reads nothing. Cut it: stopping is not a failure.
+		open := ln.open()
+		srv.Close()
+		logger.Warn("whoami cut the connections still open after the shutdown grace", "connections", open, "grace", shutdownTimeout)
 	}
 	logger.Info("whoami stopped", "addr", ln.Addr().String())
 	return nil
+}
+
+// connLimit picks the cap on open connections: the -max-conns flag if
+// given, else MAX_CONNS if set, else from the memory limit (GOMEMLIMIT).
+func connLimit(flagMax int, getenv func(string) string) (int, error) {
+	if flagMax < 0 {
+		return 0, fmt.Errorf("invalid -max-conns %d: must be a positive number", flagMax)
+	}
+	if flagMax > 0 {
+		return flagMax, nil
+	}
+	if s := getenv("MAX_CONNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("invalid MAX_CONNS %q: must be a positive number", s)
+		}
+		return n, nil
+	}
+	return maxConnsFor(debug.SetMemoryLimit(-1)), nil
 }
 
 // listenAddr picks the address to listen on: the -addr flag if given, else
@@ -243,7 +299,7 @@ func probe(ctx context.Context, addr string) error {
 	}
 	// The status line: HTTP/1.1 200 OK
 	proto, status, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-	if !strings.HasPrefix(proto, "HTTP/1.") {
+	if len(proto) != len("HTTP/1.1") || !strings.HasPrefix(proto, "HTTP/1.") {
 		return fmt.Errorf("healthcheck: GET %s: not an HTTP/1 answer: %q", url, line)
 	}
 	if code, _, _ := strings.Cut(status, " "); code != "200" {

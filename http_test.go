@@ -229,7 +229,10 @@ func TestRunRejectsBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr syncBuffer
-			err := run(context.Background(), tt.args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
+			// Bounded: a mutant that accepts the bad input serves until then.
+			ctx, cancel := context.WithTimeout(context.Background(), hang)
+			defer cancel()
+			err := run(ctx, tt.args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}
@@ -246,7 +249,9 @@ func TestRunPrintsVersionAndHelp(t *testing.T) {
 		{"-h", "Usage: whoami [flags]"},
 	} {
 		var stdout, stderr syncBuffer
-		if err := run(context.Background(), []string{tt.arg}, env(nil), os.Hostname, &stdout, &stderr); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), hang)
+		defer cancel()
+		if err := run(ctx, []string{tt.arg}, env(nil), os.Hostname, &stdout, &stderr); err != nil {
 			t.Fatalf("%s: %v", tt.arg, err)
 		}
 		if !strings.HasPrefix(stdout.String(), tt.want) {
@@ -571,7 +576,7 @@ func TestHealthcheck(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
 				var stdout, stderr syncBuffer
-				done <- run(context.Background(), args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
+				done <- run(t.Context(), args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
 			}()
 			var err error
 			select {

@@ -99,7 +99,7 @@ rss_mb() { docker top "$1" -o pid,rss | awk 'NR > 1 { printf "%.1f", $2 / 1024 }
 # cache_dockerfile NAME writes the Dockerfile with its Go build cache at a
 # path of the bench's own: an empty cache the first time, so a cold build,
 # without emptying the cache that the user's builds use.
-cp go.mod http.go .dockerignore "$work/"
+cp go.mod ./*.go .dockerignore "$work/"
 cache_dockerfile() {
 	sed -e "s|--mount=type=cache,target=/root/.cache/go-build|--mount=type=cache,target=/root/.cache/$1|" \
 		-e "s|\tCGO_ENABLED=0 GOOS=|\tGOCACHE=/root/.cache/$1 CGO_ENABLED=0 GOOS=|" Dockerfile >"$work/Dockerfile"

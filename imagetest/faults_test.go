@@ -1,0 +1,146 @@
+package imagetest
+
+import (
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"whoami/internal/container"
+	"whoami/internal/probe"
+)
+
+// The image under a flood of connections and a stop with stuck clients.
+// The load goes to the container's own address only, and stops by itself.
+
+// The memory limit of deploy/kubernetes/deployment.yaml, and GOMEMLIMIT as
+// the manifest sets it from the limit (in bytes).
+const podMemory = "64m"
+const podGOMEMLIMIT = "67108864"
+
+// containerAddr is the address of the container on Docker's bridge.
+func containerAddr(t *testing.T, id string) string {
+	t.Helper()
+	return net.JoinHostPort(docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", id), "8080")
+}
+
+// peakMemory reads the most memory the container has used, in bytes.
+func peakMemory(t *testing.T, id string) int64 {
+	t.Helper()
+	n, err := container.PeakMemory(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// flood runs the flood against a container for d while a client sends an
+// ordinary request every 100 ms on a new connection.
+func flood(t *testing.T, id string, d time.Duration) (probe.Flooded, *probe.Load) {
+	t.Helper()
+	addr := containerAddr(t, id)
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	done := make(chan probe.Flooded)
+	go func() { done <- probe.Flood(ctx, addr, 5000) }()
+	time.Sleep(3 * time.Second) // the flood in full
+	l := probe.Start(ctx, "http://"+addr+"/whoami", probe.Options{Clients: 1, NewConnections: true, Interval: 100 * time.Millisecond})
+	<-ctx.Done()
+	l.Stop()
+	return <-done, l
+}
+
+func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
+	t.Run("with the cap, as the image runs", func(t *testing.T) {
+		id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory, "-e", "GOMEMLIMIT="+podGOMEMLIMIT)
+		f, l := flood(t, id, 30*time.Second)
+		total, failed := l.Counts()
+		peak := peakMemory(t, id)
+		t.Logf("5,000 connections for 30 s (%d opened, %d cut by the server); peak memory %.1f MiB of 64; %d of %d ordinary requests failed, the slowest took %.2f s",
+			f.Opened, f.Cut, float64(peak)/(1<<20), failed, total, l.Slowest().Seconds())
+		if state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id); state != "true false" {
+			t.Errorf("running, OOM-killed: %s; want true false", state)
+		}
+		if f.Opened < 5000 {
+			t.Errorf("the flood opened %d connections, want at least 5,000", f.Opened)
+		}
+		if failed > 0 || total == 0 {
+			t.Errorf("%d of %d ordinary requests failed: %v", failed, total, l.Errors())
+		}
+		if l.Slowest() > 5*time.Second {
+			t.Errorf("an ordinary request took %v: want an answer within a few seconds", l.Slowest())
+		}
+		if cut := strings.Count(logs(t, id), "at the connection limit"); cut == 0 {
+			t.Error("no warning about the connection limit in the logs")
+		}
+	})
+	// The control: the same flood with no effective cap goes past the
+	// limit, so the test above tests something.
+	t.Run("without the cap, the flood is enough to kill it", func(t *testing.T) {
+		id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory, "-e", "GOMEMLIMIT="+podGOMEMLIMIT, "-e", "MAX_CONNS=1000000")
+		flood(t, id, 30*time.Second)
+		state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id)
+		t.Logf("running, OOM-killed: %s", state)
+		if state != "false true" {
+			t.Errorf("running, OOM-killed: %s; want false true: the flood no longer exceeds the limit, so the test with the cap proves nothing", state)
+		}
+	})
+}
+
+func TestDockerStopWithStuckClientsExitsZero(t *testing.T) {
+	t.Parallel()
+	id, _ := runContainer(t, multi)
+	addr := containerAddr(t, id)
+	for _, request := range []string{
+		"GET /whoami HTTP/1.1\r\nHost: x\r\nX-Half: ",                              // half a header
+		"GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes.", // half a body
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, request)
+	}
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	docker(t, "stop", id) // SIGKILL after Docker's 10 s
+	took := time.Since(t0)
+	code := docker(t, "inspect", "-f", "{{.State.ExitCode}}", id)
+	t.Logf("docker stop with two stuck clients: exit code %s after %.1f s", code, took.Seconds())
+	if code != "0" || took > 8*time.Second {
+		t.Errorf("exit code %s after %v: want 0, after the 5 s grace and before Docker's 10 s", code, took)
+	}
+	if l := logs(t, id); !strings.Contains(l, "whoami cut the connections still open after the shutdown grace") {
+		t.Errorf("no warning about the cut connections in the logs:\n%s", l)
+	}
+}
+
+// make image-multi labels the image with the remote's URL: without the user
+// information that a CI job's clone URL carries.
+func TestTheSourceLabelCarriesNoCredentials(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() + "/clone"
+	for _, args := range [][]string{
+		{"clone", "-q", root, dir},
+		{"-C", dir, "remote", "set-url", "origin", "https://ci-job:s3cr3t@example.invalid/team/whoami.git"},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	makefile, _ := filepath.Abs(root + "/Makefile") // the working tree's, in the clone
+	out, err := exec.Command("make", "-n", "-C", dir, "-f", makefile, "image-multi").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n image-multi: %v\n%s", err, out)
+	}
+	_, after, _ := strings.Cut(string(out), "--build-arg SOURCE=")
+	source, _, _ := strings.Cut(after, " ")
+	if source != "https://example.invalid/team/whoami.git" {
+		t.Errorf("SOURCE=%q, want the URL without its user information", source)
+	}
+}
