@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	replicas := fs.Int("replicas", 3, "demo: how many replicas to run")
 	clients := fs.Int("clients", 4, "rolling-restart: concurrent clients during the restart (0: no load)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	verbose := fs.Bool("v", false, "print each step as it begins")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -67,17 +68,34 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("want one command, demo or rolling-restart (see replicas -h)")
 	}
+	if cmd := fs.Arg(0); cmd != "demo" && cmd != "rolling-restart" {
+		return fmt.Errorf("unknown command %q: want demo or rolling-restart (see replicas -h)", cmd)
+	}
 	if *n < 1 || *replicas < 1 || *clients < 0 {
 		return errors.New("-n and -replicas must be at least 1, -clients at least 0")
 	}
+	// ctx ends on SIGINT or SIGTERM; the commands' own bound comes on top.
+	interrupt := ctx
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	s := &stack{out: stdout}
+	s := &stack{out: stdout, verbose: *verbose}
+	// On an interrupt, the stack goes back to the replicas it had.
+	before, err := s.replicas(ctx)
+	if err != nil {
+		return err
+	}
 	switch fs.Arg(0) {
 	case "demo":
-		return demo(ctx, s, *replicas, *n, stdout)
+		err := demo(ctx, s, *replicas, *n, stdout)
+		if err != nil && interrupt.Err() != nil {
+			return s.interrupted(ctx, len(before))
+		}
+		return err
 	case "rolling-restart":
 		r, err := s.rollingRestart(ctx, *clients)
+		if err != nil && interrupt.Err() != nil {
+			return s.interrupted(ctx, len(before))
+		}
 		if err != nil {
 			return err
 		}
@@ -86,9 +104,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%d requests failed during the rolling restart", failed)
 		}
 		return nil
-	default:
-		return fmt.Errorf("unknown command %q: want demo or rolling-restart (see replicas -h)", fs.Arg(0))
 	}
+	return nil
 }
 
 // demo brings the stack up and shows that every replica answers.

@@ -148,7 +148,7 @@ func TestScaleToFiveAndBackWithoutRestartingTheBalancer(t *testing.T) {
 	}
 	// The new replicas get traffic as soon as the balancer has seen them.
 	seen := map[string]int{}
-	if err := probe.Until(ctx, time.Minute, "all 5 replicas answering", func() (bool, error) {
+	if err := probe.Until(ctx, time.Minute, "all 5 replicas answering", func(ctx context.Context) (bool, error) {
 		counts, failed := probe.Count(ctx, url, 10)
 		if failed > 0 {
 			return false, fmt.Errorf("%d of 10 requests failed while scaling up", failed)
@@ -257,7 +257,7 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out server
-	if err := probe.Until(ctx, time.Minute, "HAProxy to take "+victim.Name+" out", func() (bool, error) {
+	if err := probe.Until(ctx, time.Minute, "HAProxy to take "+victim.Name+" out", func(ctx context.Context) (bool, error) {
 		out = serverNamed(t, ctx, s, before.Name)
 		return out.Status != "UP", nil
 	}); err != nil {

@@ -57,6 +57,9 @@ func (s *stack) rollingRestart(ctx context.Context, clients int) (*restart, erro
 		seen[o.ID] = true
 	}
 	for _, o := range old {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		st, err := s.replace(ctx, o, len(old), url, seen)
 		if err != nil {
 			return nil, err
@@ -77,6 +80,7 @@ func (s *stack) rollingRestart(ctx context.Context, clients int) (*restart, erro
 func (s *stack) replace(ctx context.Context, old replica, n int, url string, seen map[string]bool) (step, error) {
 	st := step{old: old}
 	t0 := time.Now()
+	s.phase("start a new replica to replace %s", old.Name)
 	if _, err := s.compose(ctx, "up", "-d", "--no-deps", "--no-recreate", "--scale", fmt.Sprintf("whoami=%d", n+1), "whoami"); err != nil {
 		return st, err
 	}
@@ -94,7 +98,8 @@ func (s *stack) replace(ctx context.Context, old replica, n int, url string, see
 		return st, errors.New("docker compose up --scale started no new replica")
 	}
 	seen[st.new.ID] = true
-	if err := probe.Until(ctx, time.Minute, "replica "+st.new.Name+" healthy", func() (bool, error) {
+	s.phase("wait until %s is healthy", st.new.Name)
+	if err := probe.Until(ctx, time.Minute, "replica "+st.new.Name+" healthy", func(ctx context.Context) (bool, error) {
 		out, err := s.docker(ctx, "inspect", "-f", "{{.State.Health.Status}}", st.new.ID)
 		if out == "unhealthy" {
 			return false, fmt.Errorf("replica %s is unhealthy", st.new.Name)
@@ -104,21 +109,34 @@ func (s *stack) replace(ctx context.Context, old replica, n int, url string, see
 		return st, err
 	}
 	st.healthy = time.Since(t0)
+	s.phase("wait until %s answers through the balancer", st.new.Name)
 	c := &http.Client{Timeout: 2 * time.Second}
-	if err := probe.Until(ctx, time.Minute, "replica "+st.new.Name+" answering through the balancer", func() (bool, error) {
+	if err := probe.Until(ctx, time.Minute, "replica "+st.new.Name+" answering through the balancer", func(ctx context.Context) (bool, error) {
 		body, _, _ := probe.Get(ctx, c, url)
 		return body == st.new.Hostname+"\n", nil
 	}); err != nil {
 		return st, err
 	}
 	st.firstAnswer = time.Since(t0)
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	s.phase("docker stop %s", old.Name)
 	t1 := time.Now()
 	if _, err := s.docker(ctx, "stop", old.ID); err != nil {
 		return st, err
 	}
 	st.stopDuration = time.Since(t1)
+	s.phase("docker rm %s", old.Name)
 	_, err = s.docker(ctx, "rm", old.ID)
 	return st, err
+}
+
+// phase tells, with -v, which step begins.
+func (s *stack) phase(format string, args ...any) {
+	if s.verbose && s.out != nil {
+		fmt.Fprintf(s.out, "--> "+format+"\n", args...)
+	}
 }
 
 func (r *restart) print(w io.Writer) {

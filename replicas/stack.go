@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"whoami/internal/probe"
@@ -20,14 +21,17 @@ import (
 
 // stack is one Compose project of compose.yaml.
 type stack struct {
-	dir string   // where compose.yaml is; "" is the current directory
-	env []string // added to the environment of docker compose
-	out io.Writer
+	dir     string   // where compose.yaml is; "" is the current directory
+	env     []string // added to the environment of docker compose
+	out     io.Writer
+	verbose bool // print each step as it begins
 }
 
 // replica is one whoami container of the stack.
 type replica struct {
 	ID, Name, Hostname, Health, IP string
+	State                          string // running, exited, ...
+	Created                        time.Time
 }
 
 // compose runs docker compose with args and returns its standard output.
@@ -35,10 +39,19 @@ func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
 	return s.docker(ctx, append([]string{"compose"}, args...)...)
 }
 
+// dockerTimeout bounds each docker command.
+const dockerTimeout = 2 * time.Minute
+
 // docker runs docker with args and returns its standard output; an error
-// carries what it printed on standard error.
+// carries what it printed on standard error. An interrupt (ctx cancelled)
+// does not cut a command short: it finishes its step, bounded by
+// dockerTimeout, in a process group of its own (so that a Ctrl-C reaches
+// this program only), and the caller then puts the stack back as it was.
 func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dockerTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), s.env...)
 	var stdout, stderr bytes.Buffer
@@ -72,7 +85,7 @@ func (s *stack) waitBalanced(ctx context.Context) error {
 	}
 	slices.Sort(want)
 	var up []string
-	err = probe.Until(ctx, time.Minute, "HAProxy to balance over the replicas", func() (bool, error) {
+	err = probe.Until(ctx, time.Minute, "HAProxy to balance over the replicas", func(ctx context.Context) (bool, error) {
 		ss, err := s.servers(ctx)
 		up = up[:0]
 		for _, sv := range ss {
@@ -95,9 +108,15 @@ func (s *stack) down(ctx context.Context) error {
 	return err
 }
 
-// replicas lists the whoami containers, as Docker sees them.
+// replicas lists the running whoami containers, as Docker sees them.
 func (s *stack) replicas(ctx context.Context) ([]replica, error) {
-	ids, err := s.compose(ctx, "ps", "-q", "whoami")
+	return s.containers(ctx, "ps", "-q", "whoami")
+}
+
+// containers lists the whoami containers that docker compose args prints,
+// oldest first.
+func (s *stack) containers(ctx context.Context, args ...string) ([]replica, error) {
+	ids, err := s.compose(ctx, args...)
 	if err != nil || ids == "" {
 		return nil, err
 	}
@@ -106,10 +125,12 @@ func (s *stack) replicas(ctx context.Context) ([]replica, error) {
 		return nil, err
 	}
 	var inspected []struct {
-		ID     string
-		Name   string
-		Config struct{ Hostname string }
-		State  struct {
+		ID      string
+		Name    string
+		Created time.Time
+		Config  struct{ Hostname string }
+		State   struct {
+			Status string
 			Health *struct{ Status string }
 		}
 		NetworkSettings struct {
@@ -121,7 +142,8 @@ func (s *stack) replicas(ctx context.Context) ([]replica, error) {
 	}
 	rs := make([]replica, 0, len(inspected))
 	for _, c := range inspected {
-		r := replica{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Hostname: c.Config.Hostname, Health: "none"}
+		r := replica{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Hostname: c.Config.Hostname, Health: "none",
+			State: c.State.Status, Created: c.Created}
 		if c.State.Health != nil {
 			r.Health = c.State.Health.Status
 		}
@@ -130,6 +152,7 @@ func (s *stack) replicas(ctx context.Context) ([]replica, error) {
 		}
 		rs = append(rs, r)
 	}
+	slices.SortFunc(rs, func(a, b replica) int { return a.Created.Compare(b.Created) })
 	return rs, nil
 }
 

@@ -80,16 +80,24 @@ in_registry() { # in_registry REPOSITORY TAG
 }
 
 # A Docker engine that answers: Debian's, installed and started when missing.
+# The engine it starts publishes ports with the kernel's NAT rules instead of
+# the userland proxy (docker-proxy), which a flood of connections to a
+# published port kills; an engine that was already running is left as it is
+# (README, Troubleshooting, says what to change there).
 ensure_engine() {
 	if ! docker info >/dev/null 2>&1; then
 		may_install || fail "no Docker engine answers: start Docker (e.g. sudo service docker start), or run scripts/provision.sh as root on Debian/Ubuntu to install and start one"
 		command -v dockerd >/dev/null || apt_install dockerd docker.io
-		step "start dockerd in the background (log: /var/log/dockerd.log)"
-		setsid -f dockerd >/var/log/dockerd.log 2>&1 </dev/null
+		step "start dockerd --userland-proxy=false in the background (log: /var/log/dockerd.log)"
+		setsid -f dockerd --userland-proxy=false >/var/log/dockerd.log 2>&1 </dev/null
 		for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 		docker info >/dev/null 2>&1 || fail "dockerd did not answer within 60 s: see /var/log/dockerd.log"
 	fi
-	step "Docker engine $(docker version -f '{{.Server.Version}}'), storage driver $(docker info -f '{{.Driver}}')"
+	local ports="published ports through docker-proxy (see Troubleshooting: published ports and floods)"
+	if pgrep -ax dockerd | grep -q -- '--userland-proxy=false' || grep -qs '"userland-proxy": *false' /etc/docker/daemon.json; then
+		ports="published ports through the kernel's NAT"
+	fi
+	step "Docker engine $(docker version -f '{{.Server.Version}}'), storage driver $(docker info -f '{{.Driver}}'), $ports"
 }
 
 # BuildKit, through the buildx plugin that `docker build` uses. Without it
