@@ -10,7 +10,9 @@ GOLANG_IMAGE ?= golang:$(GO_VERSION)-bookworm
 PLATFORM     ?=
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null)
-SOURCE       ?= $(shell git remote get-url origin 2>/dev/null)
+# The remote's URL without its user information: a CI job's token must not
+# end up in an image's label.
+SOURCE       ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^([a-z+]+://)[^/@]*@|\1|')
 # The commit's time, not the clock's: rebuilding a commit gives the same image.
 CREATED      ?= $(shell TZ=UTC git log -1 --date=iso-strict-local --format=%cd 2>/dev/null)
 DOCKER       ?= docker
@@ -23,6 +25,7 @@ FUZZTIME     ?= 15s
 REGISTRY     ?= 127.0.0.1:5000
 PLATFORMS    ?= linux/amd64,linux/arm64
 NO_CACHE     ?=
+ALLOW_DIRTY  ?=
 # The project's Kubernetes cluster (make k8s-up).
 CLUSTER      ?= deploy/kubernetes/cluster/cluster.sh
 
@@ -43,7 +46,7 @@ compare-sizes: image-single image-multi ## Build both images and print their siz
 
 .PHONY: test
 test: lint docker-ready ## Run vet, gofmt, every test (unit, reliability, container, load balancer, release, Kubernetes manifests and cluster) and a short fuzz
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(CLUSTER) run $(GO) test -tags cluster -count=1 -timeout 30m -v ./kube
 	$(MAKE) --no-print-directory fuzz
@@ -101,7 +104,7 @@ lb-down: ## Stop and remove the lb-demo stack (containers and network)
 
 .PHONY: release
 release: provision-release ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
-	$(GO) run ./release -registry $(REGISTRY) -image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache)
+	$(GO) run ./release -registry $(REGISTRY) -image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
 
 .PHONY: run-container
 run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)

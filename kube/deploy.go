@@ -129,7 +129,7 @@ func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
 	}
 	var ps []pod
 	seen := map[string]bool{}
-	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service to answer from %d pods", want), func() (bool, error) {
+	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service to answer from %d pods", want), func(ctx context.Context) (bool, error) {
 		var err error
 		if ps, err = k.pods(ctx); err != nil {
 			return false, err
@@ -211,7 +211,7 @@ func (k *kube) rolloutUnderLoad(ctx context.Context) (old []pod, serving, gone t
 
 // waitGone waits until none of ps exists any more.
 func (k *kube) waitGone(ctx context.Context, ps []pod) error {
-	return probe.Until(ctx, 3*time.Minute, fmt.Sprintf("pods %v to be gone", names(ps)), func() (bool, error) {
+	return probe.Until(ctx, 3*time.Minute, fmt.Sprintf("pods %v to be gone", names(ps)), func(ctx context.Context) (bool, error) {
 		now, err := k.pods(ctx)
 		return !slices.ContainsFunc(now, func(p pod) bool { return slices.Contains(names(ps), p.Name) }), err
 	})

@@ -54,7 +54,7 @@ func releaseAndRun(m *testing.M) int {
 	// The working tree, released for linux/amd64 to a repository of the tests.
 	tag := "test-" + strings.ToLower(rand.Text()[:8])
 	released = "127.0.0.1:5000/whoami-k8s-test:" + tag
-	cmd := exec.Command("go", "run", "../release", "-C", "..", "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64")
+	cmd := exec.Command("go", "run", "../release", "-C", "..", "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64", "-allow-dirty")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: releasing the image to deploy: %v\n%s\nmake docker-ready (as root) starts the registry and buildkitd.\n", err, out)
 		return 1
@@ -426,7 +426,7 @@ func TestAFrozenPodLeavesTheServiceAndIsRestarted(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
 	tl.mark(t, "SIGSTOP to "+victim.Name+"'s process")
 	var notReady, restarted time.Duration
-	err := probe.Until(ctx, 3*time.Minute, victim.Name+" to be restarted", func() (bool, error) {
+	err := probe.Until(ctx, 3*time.Minute, victim.Name+" to be restarted", func(ctx context.Context) (bool, error) {
 		ps, err := k.pods(ctx)
 		i := slices.IndexFunc(ps, func(p pod) bool { return p.Name == victim.Name })
 		if err != nil || i < 0 {
@@ -489,7 +489,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	})
 	tl.mark(t, fmt.Sprintf("%s cut off, with %d of the pods (%v)", node, len(lost), names(lost)))
 	var unreachable, unlisted, evicted, replaced time.Duration
-	err := probe.Until(ctx, 5*time.Minute, "the pods of "+node+" to be replaced", func() (bool, error) {
+	err := probe.Until(ctx, 5*time.Minute, "the pods of "+node+" to be replaced", func(ctx context.Context) (bool, error) {
 		if unlisted == 0 {
 			ready, err := k.get(ctx, "get", "endpointslices", "-l", "kubernetes.io/service-name=whoami",
 				"-o", `jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.targetRef.name} {end}`)
@@ -545,14 +545,14 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	heal()
 	healed = true
 	tl.mark(t, node+" joined again")
-	if err := probe.Until(ctx, 3*time.Minute, node+" Ready again", func() (bool, error) {
+	if err := probe.Until(ctx, 3*time.Minute, node+" Ready again", func(ctx context.Context) (bool, error) {
 		ready, err := k.get(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		return ready == "True", err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	tl.mark(t, node+" Ready again")
-	if err := probe.Until(ctx, 3*time.Minute, "the lost pods to be gone", func() (bool, error) {
+	if err := probe.Until(ctx, 3*time.Minute, "the lost pods to be gone", func(ctx context.Context) (bool, error) {
 		now, err := k.pods(ctx)
 		return !slices.ContainsFunc(now, func(p pod) bool { return slices.Contains(names(lost), p.Name) }), err
 	}); err != nil {

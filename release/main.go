@@ -41,18 +41,30 @@ type options struct {
 	registry, image, version string
 	platforms                []string
 	builder, generator       string
-	noCache                  bool
+	noCache, allowDirty      bool
+	dirty                    bool   // uncommitted changes, found by run
 	dir                      string // the repository to build
 }
 
 func (o options) ref() string { return o.registry + "/" + o.image + ":" + o.version }
+
+// hostAndRepo splits the registry (host:port, and maybe a namespace, as in
+// KO_DOCKER_REPO: 127.0.0.1:5000/someone) into the host to ask and the
+// repository's full name in it (someone/whoami).
+func (o options) hostAndRepo() (host, repo string) {
+	host, ns, _ := strings.Cut(o.registry, "/")
+	if ns == "" {
+		return host, o.image
+	}
+	return host, ns + "/" + o.image
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("release", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var o options
 	var platforms string
-	fs.StringVar(&o.registry, "registry", "127.0.0.1:5000", "the registry to push to")
+	fs.StringVar(&o.registry, "registry", "127.0.0.1:5000", "the registry to push to: host:port, with a namespace if need be (host:port/team)")
 	fs.StringVar(&o.image, "image", "whoami", "the repository in the registry")
 	fs.StringVar(&o.version, "version", "", "the tag (make release: git describe)")
 	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
@@ -60,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.generator, "sbom-generator", "127.0.0.1:5000/whoami/sbom-scanner:syft-v1.57.1", "the SBOM generator image")
 	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
 	fs.StringVar(&o.dir, "C", ".", "the repository to build (a git work tree)")
+	fs.BoolVar(&o.allowDirty, "allow-dirty", false, "release uncommitted changes too, labelled as such (revision <commit>-dirty)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "Usage: release [flags]\n\nBuilds Dockerfile for several platforms and pushes one attested index.\n\nFlags:")
@@ -79,9 +92,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := checkPlatforms(ctx, o.platforms); err != nil {
 		return err
 	}
-	r := &registry{host: o.registry}
+	// What is built is the work tree: with uncommitted changes, the image
+	// would not be what its revision label says.
+	changes, err := exec.CommandContext(ctx, "git", "-C", o.dir, "status", "--porcelain").Output()
+	if err != nil {
+		return fmt.Errorf("git status in %s: %v: a release is built from a git work tree", o.dir, err)
+	}
+	if o.dirty = len(changes) > 0; o.dirty && !o.allowDirty {
+		return errors.New("the work tree has uncommitted changes (git status): commit them, or release them labelled as dirty with make release ALLOW_DIRTY=1")
+	}
+	host, repo := o.hostAndRepo()
+	r := &registry{host: host}
 	if err := r.ping(ctx); err != nil {
-		return fmt.Errorf("no registry answers at %s (%v): run make docker-ready, which starts the project's own, or set REGISTRY", o.registry, err)
+		return fmt.Errorf("no registry answers at %s (%v): run make docker-ready, which starts the project's own, or set REGISTRY", host, err)
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "buildx", "inspect", o.builder).CombinedOutput(); err != nil {
 		return fmt.Errorf("no buildx builder %q (%s): run make docker-ready, which starts a current BuildKit and creates it", o.builder, firstLine(out))
@@ -91,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rel, err := r.release(ctx, o.image, o.version)
+	rel, err := r.release(ctx, repo, o.version)
 	if err != nil {
 		return err
 	}
@@ -132,6 +155,9 @@ func build(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	revision, err := git("rev-parse", "HEAD")
 	if err != nil {
 		return "", fmt.Errorf("git rev-parse HEAD in %s: %v: a release is built from a commit", dir, err)
+	}
+	if o.dirty {
+		revision += "-dirty"
 	}
 	epoch, _ := git("log", "-1", "--format=%ct")
 	created, _ := git("log", "-1", "--date=iso-strict-local", "--format=%cd")

@@ -41,7 +41,8 @@ func TestMain(m *testing.M) {
 func buildAndRun(m *testing.M) int {
 	ctx := context.Background()
 	var out bytes.Buffer
-	err := run(ctx, []string{"-C", root, "-image", repo, "-version", version}, &out, &out)
+	// The working tree, as it is: what the tests test.
+	err := run(ctx, []string{"-C", root, "-image", repo, "-version", version, "-allow-dirty"}, &out, &out)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the release could not be built: %v\n%s\n"+
 			"Run `make docker-ready` as root: it starts the registry on 127.0.0.1:5000 and buildkitd, and creates the builder.\n",
@@ -84,7 +85,7 @@ func TestIndexHoldsAmd64AndArm64AndTheirAttestations(t *testing.T) {
 }
 
 func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
-	revision := git(t, "rev-parse", "HEAD")
+	revision := labelledRevision(t)
 	for _, img := range built.images {
 		t.Run(img.platform, func(t *testing.T) {
 			var cfg struct {
@@ -126,6 +127,16 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// labelledRevision is the revision a release of the working tree carries:
+// the commit's, marked -dirty if there are uncommitted changes.
+func labelledRevision(t *testing.T) string {
+	revision := git(t, "rev-parse", "HEAD")
+	if git(t, "status", "--porcelain") != "" {
+		revision += "-dirty"
+	}
+	return revision
 }
 
 func TestProvenanceNamesTheSourceRevision(t *testing.T) {
@@ -237,10 +248,15 @@ func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
 		{"a platform Go does not know", []string{"-platforms", "linux/amd64,linux/z80"}, `unsupported platform "linux/z80"`},
 		{"a registry that is down", []string{"-registry", down}, "no registry answers at " + down},
 		{"no version", []string{"-version", ""}, "-version is required"},
+		{"a work tree with changes", []string{"-C", dirtyClone(t)}, "the work tree has uncommitted changes (git status): commit them, or release them labelled as dirty with make release ALLOW_DIRTY=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			args := append([]string{"-C", root, "-image", repo + "-bad", "-version", "bad"}, tc.args...)
+			args := []string{"-C", root, "-image", repo + "-bad", "-version", "bad"}
+			if tc.name != "a work tree with changes" {
+				args = append(args, "-allow-dirty") // the tests run on the working tree
+			}
+			args = append(args, tc.args...)
 			err := run(t.Context(), args, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
@@ -249,6 +265,37 @@ func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
 				t.Errorf("something was pushed under %s-bad:bad", repo)
 			}
 		})
+	}
+}
+
+// dirtyClone returns a clone of the repository with a changed file.
+func dirtyClone(t *testing.T) string {
+	dir := t.TempDir() + "/dirty"
+	if out, err := exec.Command("git", "clone", "-q", root, dir).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v: %s", err, out)
+	}
+	if err := os.WriteFile(dir+"/http.go", []byte("package main // changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestANamespacedRegistryGetsTheImageUnderIt(t *testing.T) {
+	// REGISTRY=127.0.0.1:5000/someone, as KO_DOCKER_REPO and most Makefiles
+	// write it: the image is someone/<name> in that registry.
+	ns, name := "ns-"+randomHex(3), repo+"-ns"
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-C", root, "-registry", "127.0.0.1:5000/" + ns, "-image", name, "-version", version,
+		"-platforms", "linux/amd64", "-allow-dirty"}, &out, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, lastLines(out.String(), 20))
+	}
+	t.Cleanup(func() { deleteRepo(context.Background(), ns+"/"+name, version) })
+	if !strings.Contains(out.String(), "pushed 127.0.0.1:5000/"+ns+"/"+name+":"+version) {
+		t.Errorf("output:\n%s\nwant it to name 127.0.0.1:5000/%s/%s:%s", lastLines(out.String(), 8), ns, name, version)
+	}
+	if _, err := reg.release(t.Context(), ns+"/"+name, version); err != nil {
+		t.Errorf("reading %s/%s:%s back: %v", ns, name, version, err)
 	}
 }
 
