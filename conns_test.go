@@ -92,30 +92,28 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-func TestAtTheCapTheOldestIdleConnectionMakesRoom(t *testing.T) {
+func TestAtTheCapTheIdleConnectionUsedLongestAgoMakesRoom(t *testing.T) {
 	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "3"}, nil, os.Hostname)
-	idle1, _ := keepAlive(t, p.addr)
+	slow := unfinished(t, p.addr) // the oldest, soon past its grace
+	idle1, r1 := keepAlive(t, p.addr)
 	idle2, r2 := keepAlive(t, p.addr)
-	slow := unfinished(t, p.addr) // just begun: not to be cut yet
-
-	// A fourth connection: the oldest idle one goes, and the new one is answered.
-	c4, r4 := keepAlive(t, p.addr)
-	if !closedByServer(idle1) {
-		t.Error("the oldest idle connection is still open")
-	}
-	// Using a connection makes it the newest: a fifth cuts idle2, not c4.
-	if err := get(c4, r4); err != nil {
+	time.Sleep(unfinishedGrace)
+	// Using idle1 again makes idle2 the one used longest ago.
+	if err := get(idle1, r1); err != nil {
 		t.Fatal(err)
 	}
+
+	// A fourth connection: idle2 goes, not idle1, and not the slow one,
+	// older though it is: idle connections go first.
 	keepAlive(t, p.addr)
 	if err := get(idle2, r2); err == nil {
-		t.Error("the older idle connection still answers: want it cut")
+		t.Error("the idle connection used longest ago still answers: want it cut")
 	}
-	if err := get(c4, r4); err != nil {
-		t.Errorf("the connection used last was cut: %v", err)
+	if err := get(idle1, r1); err != nil {
+		t.Errorf("the idle connection used last was cut: %v", err)
 	}
 	if !stillOpen(slow) {
-		t.Error("the connection that had just begun its request was cut, while idle ones were there")
+		t.Error("the connection sending its headers was cut, while an idle one was there")
 	}
 	line := p.waitFor(t, "at the connection limit")
 	if !strings.Contains(line, "limit=3") || !strings.Contains(line, "cut=1") {
