@@ -1,10 +1,11 @@
 # whoami: a tiny Go web service and the two Dockerfiles that show why
 # multistage builds matter. Run `make` for the list of targets.
 
-# Everything below can be overridden: make image-multi VERSION=v1.0.0 PLATFORM=linux/arm64
-IMAGE        ?= whoami
-SINGLE_TAG   ?= 1.0
-MULTI_TAG    ?= 2.0
+# The facts shared with Compose and provisioning: image names and tags, the
+# port, the registry, the versions of what is provisioned.
+include .env
+
+# Everything can be overridden: make image-multi VERSION=v1.0.0 PLATFORM=linux/arm64
 GO_VERSION   ?= $(shell sed -n 's/^go //p' go.mod)
 GOLANG_IMAGE ?= golang:$(GO_VERSION)-bookworm
 PLATFORM     ?=
@@ -17,12 +18,10 @@ SOURCE       ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^([a-z
 CREATED      ?= $(shell TZ=UTC git log -1 --date=iso-strict-local --format=%cd 2>/dev/null)
 DOCKER       ?= docker
 COMPOSE      ?= $(DOCKER) compose
-LB_IMAGE     ?= $(shell sed -n 's/.*image: $${LB_IMAGE:-\(.*\)}$$/\1/p' compose.yaml)
 GO           ?= go
 BIN          ?= bin/whoami
 FUZZTIME     ?= 15s
-# make release: where, for which platforms, with or without BuildKit's cache.
-REGISTRY     ?= 127.0.0.1:5000
+# make release: for which platforms, with or without BuildKit's cache.
 PLATFORMS    ?= linux/amd64,linux/arm64
 NO_CACHE     ?=
 ALLOW_DIRTY  ?=
@@ -45,10 +44,10 @@ compare-sizes: image-single image-multi ## Build both images and print their siz
 	@scripts/compare-sizes.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI)
 
 .PHONY: test
-test: lint docker-ready ## Run vet, gofmt, every test (unit, reliability, container, load balancer, release, Kubernetes manifests and cluster) and a short fuzz
-	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
+test: lint docker-ready ## Run the linters and every test: unit, container (e2e), load balancer, release, manifests, cluster; a short fuzz
+	$(GO) test -race -count=1 -p 1 -tags e2e -timeout 30m ./...
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
-	$(CLUSTER) run $(GO) test -tags cluster -count=1 -timeout 30m -v ./kube
+	$(CLUSTER) run $(GO) test -tags cluster -count=1 -timeout 30m -v ./cmd/kube
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
@@ -56,19 +55,23 @@ fuzz: ## Fuzz the request path through the handler for FUZZTIME (default 15s)
 	$(GO) test -run '^$$' -fuzz FuzzWhoami -fuzztime $(FUZZTIME) .
 
 .PHONY: mutate
-mutate: ## Mutation testing of http.go (gremlins, then the review's one-line mutants): every mutant must be killed
+mutate: ## Mutation testing of http.go and conns.go (gremlins, then the reviews' one-line mutants): every mutant must be killed
 	@scripts/mutate.sh
 
 .PHONY: test-unit
-test-unit: lint ## Run vet, the gofmt check and the unit tests only (no Docker)
-	$(GO) test -race -count=1 .
+test-unit: ## Run the unit tests only: go test ./..., no Docker needed
+	$(GO) test -race -count=1 ./...
+
+# The Go modules: the service's (with the tools), the manifests' tests, the
+# cluster's build.
+MODULES = . deploy/kubernetes deploy/kubernetes/cluster/build
+STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: lint
-lint: ## Run go vet (in every Go module) and fail if gofmt would change a file
-	$(GO) vet ./...
-	$(GO) vet -tags cluster ./kube
-	cd deploy/kubernetes && $(GO) vet ./...
-	cd deploy/kubernetes/cluster/build && $(GO) vet ./...
+lint: provision-lint ## go vet and staticcheck on every Go module (all build tags), shellcheck on every script, gofmt
+	@for m in $(MODULES); do echo "go vet, staticcheck: $$m"; \
+		(cd $$m && $(GO) vet -tags e2e,cluster ./... && $(STATICCHECK) -tags e2e,cluster ./...) || exit 1; done
+	shellcheck -x -P SCRIPTDIR $$(git ls-files '*.sh') .ci/run
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 
 .PHONY: build
@@ -92,11 +95,11 @@ image-multi: provision-images ## Build whoami:2.0 from Dockerfile (multistage, a
 
 .PHONY: lb-demo
 lb-demo: provision-lb image-multi ## Run 3 replicas behind HAProxy on :8080 (compose.yaml) and show which replica answers
-	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./replicas demo
+	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./cmd/replicas demo
 
 .PHONY: rolling-restart
 rolling-restart: ## Replace every replica of the lb-demo stack, one at a time, under load: 0 failed requests
-	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./replicas rolling-restart
+	WHOAMI_IMAGE=$(MULTI) LB_IMAGE=$(LB_IMAGE) $(GO) run ./cmd/replicas rolling-restart
 
 .PHONY: lb-down
 lb-down: ## Stop and remove the lb-demo stack (containers and network)
@@ -104,7 +107,8 @@ lb-down: ## Stop and remove the lb-demo stack (containers and network)
 
 .PHONY: release
 release: provision-release ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
-	$(GO) run ./release -registry $(REGISTRY) -image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
+	$(GO) run ./cmd/release -registry $(REGISTRY) -builder $(RELEASE_BUILDER) -sbom-generator $(SBOM_GENERATOR) \
+		-image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
 
 .PHONY: run-container
 run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)
@@ -119,11 +123,11 @@ clean: ## Remove bin/ and the two images this Makefile builds
 docker-ready: ## Check (and as root on Debian, provision) everything: Docker, BuildKit, Compose, base images, release tools, cluster
 	@$(PROVISION) all
 
-# What each target needs, and nothing more (scripts/provision.sh says what
+# What each target needs, and nothing more (provision/provision.sh says what
 # each name covers).
-PROVISION = GOLANG_IMAGE=$(GOLANG_IMAGE) LB_IMAGE=$(LB_IMAGE) scripts/provision.sh
-.PHONY: provision-images provision-lb provision-bench provision-release provision-kubernetes
-provision-images provision-lb provision-bench provision-release provision-kubernetes:
+PROVISION = GOLANG_IMAGE=$(GOLANG_IMAGE) LB_IMAGE=$(LB_IMAGE) provision/provision.sh
+.PHONY: provision-images provision-lb provision-bench provision-release provision-kubernetes provision-lint
+provision-images provision-lb provision-bench provision-release provision-kubernetes provision-lint:
 	@$(PROVISION) $(@:provision-%=%)
 
 .PHONY: k8s-up
@@ -136,15 +140,15 @@ k8s-env: ## Print the lines that point kubectl at the cluster: eval "$$(make -s 
 
 .PHONY: k8s-demo
 k8s-demo: k8s-running release ## Deploy the released image by digest on the cluster, 30 requests through the Service, who answered
-	@$(CLUSTER) exec $(GO) run ./kube demo -image $(REGISTRY)/$(IMAGE):$(VERSION)
+	@$(CLUSTER) exec $(GO) run ./cmd/kube demo -image $(REGISTRY)/$(IMAGE):$(VERSION)
 
 .PHONY: k8s-rollout
 k8s-rollout: k8s-running ## kubectl rollout restart under load: 0 failed requests
-	@$(CLUSTER) exec $(GO) run ./kube rollout
+	@$(CLUSTER) exec $(GO) run ./cmd/kube rollout
 
 .PHONY: k8s-drain
 k8s-drain: k8s-running ## Drain a node under load (the budget holds), uncordon, spread again: 0 failed requests
-	@$(CLUSTER) exec $(GO) run ./kube drain
+	@$(CLUSTER) exec $(GO) run ./cmd/kube drain
 
 .PHONY: k8s-down
 k8s-down: ## Stop the cluster and remove everything k8s-up made

@@ -6,5 +6,7 @@
 //
 // They need a Docker engine with BuildKit and the golang base image;
 // `make docker-ready` provides them (as root on Debian it installs them).
-// Without an engine the tests fail and say so; they never skip.
+// They run under the build tag e2e (make test sets it): go test ./... runs
+// the unit tests anywhere. With the tag and without an engine, they fail
+// and say so; they never skip.
 package imagetest

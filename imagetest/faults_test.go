@@ -1,3 +1,5 @@
+//go:build e2e
+
 package imagetest
 
 import (
@@ -10,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"whoami/internal/container"
+	"whoami/internal/dockercli"
 	"whoami/internal/probe"
 )
 
@@ -25,13 +27,13 @@ const podGOMEMLIMIT = "67108864"
 // containerAddr is the address of the container on Docker's bridge.
 func containerAddr(t *testing.T, id string) string {
 	t.Helper()
-	return net.JoinHostPort(docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", id), "8080")
+	return net.JoinHostPort(docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", id), port)
 }
 
 // peakMemory reads the most memory the container has used, in bytes.
 func peakMemory(t *testing.T, id string) int64 {
 	t.Helper()
-	n, err := container.PeakMemory(id)
+	n, err := dockercli.PeakMemory(id)
 	if err != nil {
 		t.Fatal(err)
 	}

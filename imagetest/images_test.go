@@ -1,3 +1,5 @@
+//go:build e2e
+
 package imagetest
 
 import (
@@ -7,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,10 +19,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"whoami/internal/dockercli"
+	"whoami/internal/facts"
+	"whoami/internal/probe"
 )
 
 // The repository root: the build context of both Dockerfiles.
 const root = ".."
+
+// port is the service's, .env's SERVICE_PORT.
+var port = mustFacts()["SERVICE_PORT"]
+
+func mustFacts() map[string]string {
+	f, err := facts.Load(root)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
 
 // hang bounds each wait. It only catches a hang: nothing here asserts how
 // fast something is.
@@ -29,7 +45,7 @@ const hang = 60 * time.Second
 
 // Images built once for all tests, under names no one else uses.
 var (
-	prefix = "whoami-test-" + randomHex(4)
+	prefix = "whoami-test-" + strings.ToLower(rand.Text()[:8])
 	multi  = prefix + ":multi"
 	single = prefix + ":single"
 )
@@ -230,23 +246,16 @@ func build(image string, args ...string) error {
 	return err
 }
 
-// runContainer starts image in the background with port 8080 published on a
+// runContainer starts image in the background with its port published on a
 // free loopback port, waits until /whoami answers 200, and removes the
 // container when the test ends. It returns the container ID and the URL.
 func runContainer(t *testing.T, image string, args ...string) (id, url string) {
 	t.Helper()
-	args = append(append([]string{"run", "-d", "-p", "127.0.0.1::8080"}, args...), image)
-	id = docker(t, args...)
+	id, url, err := dockercli.RunContainer(t.Context(), image, port, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { docker(t, "rm", "-f", id) })
-	url = "http://" + lastLine(docker(t, "port", id, "8080/tcp")) + "/whoami"
-	eventually(t, image+" answers 200", func() (string, bool) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return err.Error(), false
-		}
-		resp.Body.Close()
-		return resp.Status, resp.StatusCode == 200
-	})
 	return id, url
 }
 
@@ -254,14 +263,15 @@ func runContainer(t *testing.T, image string, args ...string) (id, url string) {
 func eventually(t *testing.T, what string, check func() (string, bool)) string {
 	t.Helper()
 	var last string
-	for deadline := time.Now().Add(hang); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	err := probe.Until(t.Context(), hang, what, func(context.Context) (bool, error) {
 		var ok bool
-		if last, ok = check(); ok {
-			return last
-		}
+		last, ok = check()
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%v; last: %s", err, last)
 	}
-	t.Fatalf("no %s within %v; last: %s", what, hang, last)
-	return ""
+	return last
 }
 
 // get returns the body of a GET that must answer 200.
@@ -353,8 +363,7 @@ func docker(t *testing.T, args ...string) string {
 }
 
 // dockerOutput runs the docker CLI with a bound that catches a hang (longer
-// for builds) and returns its standard output. The error carries the end of
-// its standard error.
+// for builds) and returns its standard output as it is.
 func dockerOutput(args ...string) ([]byte, error) {
 	limit := hang
 	if args[0] == "build" {
@@ -362,14 +371,7 @@ func dockerOutput(args ...string) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("docker %s: %v\n%s", strings.Join(args, " "), err, lastLines(stderr.Bytes(), 20))
-	}
-	return out, nil
+	return dockercli.Cmd{}.Output(ctx, args...)
 }
 
 func lastLine(s string) string { return lastLines([]byte(s), 1) }
@@ -377,10 +379,4 @@ func lastLine(s string) string { return lastLines([]byte(s), 1) }
 func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

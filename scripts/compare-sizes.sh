@@ -18,7 +18,7 @@ docker rm "$container" >/dev/null
 
 base_note="official image"
 case "$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.description"}}' "$golang")" in
-*"rebuilt locally"*) base_note="rebuilt locally (no registry): scripts/golang-image" ;;
+*"rebuilt locally"*) base_note="rebuilt locally (no registry): provision/images/golang" ;;
 esac
 
 single_size=$(size "$single")

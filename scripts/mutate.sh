@@ -11,7 +11,10 @@
 # Usage: scripts/mutate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-gremlins=${GREMLINS:-go run github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0}
+# shellcheck source=../provision/lib.sh
+. provision/lib.sh
+load_facts .
+gremlins=${GREMLINS:-go run github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp go.mod ./*.go "$work/"

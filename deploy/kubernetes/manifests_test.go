@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The repository root, where http.go, Dockerfile and Makefile are.
+// The repository root, where http.go, Dockerfile and .env are.
 const root = "../.."
 
 // manifests are the objects of every YAML file here, decoded strictly.
@@ -135,7 +135,7 @@ func TestManifests(t *testing.T) {
 
 	t.Run("the image, user and port are the Makefile's and the Dockerfile's", func(t *testing.T) {
 		if c.Image != image {
-			t.Errorf("image %q, want %q (Makefile IMAGE:MULTI_TAG)", c.Image, image)
+			t.Errorf("image %q, want %q (.env IMAGE:MULTI_TAG)", c.Image, image)
 		}
 		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port || c.Ports[0].Name != "http" {
 			t.Errorf("ports %+v, want one named http on %d (Dockerfile EXPOSE)", c.Ports, port)
@@ -318,13 +318,13 @@ func container(t *testing.T, pod *corev1.PodTemplateSpec) *corev1.Container {
 	return &pod.Spec.Containers[0]
 }
 
-// imageAndPort reads the image name from the Makefile (IMAGE:MULTI_TAG) and
-// the port from the Dockerfile (EXPOSE).
+// imageAndPort reads the image name from .env (IMAGE:MULTI_TAG, what make
+// image-multi builds) and the port from the Dockerfile (EXPOSE).
 func imageAndPort(t *testing.T) (string, int32) {
 	t.Helper()
-	makefile := read(t, "Makefile")
-	name := submatch(t, makefile, `(?m)^IMAGE\s*\?=\s*(\S+)`)
-	tag := submatch(t, makefile, `(?m)^MULTI_TAG\s*\?=\s*(\S+)`)
+	env := read(t, ".env")
+	name := submatch(t, env, `(?m)^IMAGE=(\S+)$`)
+	tag := submatch(t, env, `(?m)^MULTI_TAG=(\S+)$`)
 	port, err := strconv.Atoi(submatch(t, read(t, "Dockerfile"), `(?m)^EXPOSE\s+(\d+)`))
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,11 @@ k8s_version=$(module_version k8s.io/kubernetes)
 etcd_version=$(module_version go.etcd.io/etcd/server/v3)
 bin=${WHOAMI_K8S_BIN:-/usr/local/lib/whoami/kubernetes-$k8s_version-etcd-$etcd_version}
 state=${WHOAMI_K8S_STATE:-/var/lib/whoami-kubernetes}
-registry=127.0.0.1:5000
+# The project's registry, from .env.
+# shellcheck source=../../../provision/lib.sh
+. "$here/../../../provision/lib.sh"
+load_facts "$here/../../.."
+registry=${REGISTRY:?} # set by load_facts
 pause_image=$registry/kubernetes/pause # tagged with the version of the kubernetes module's build/pause
 
 bridge=whoami-k8s
@@ -46,7 +50,7 @@ declare -A pod_cidr=([node-1]=10.88.1.0/24 [node-2]=10.88.2.0/24)
 cluster_cidr=10.88.0.0/16
 service_cidr=10.89.0.0/16
 service_api_ip=10.89.0.1 # the first address of the range: the "kubernetes" Service
-tunnel_node=node-1       # the host reaches the Service range through this node
+tunnel_node="node-1"     # the host reaches the Service range through this node
 api=https://$host_ip:6443
 pki=$state/pki
 admin=$state/admin.kubeconfig
@@ -91,8 +95,6 @@ pause_version() {
 	sed -n 's/^TAG ?= //p' "$dir/build/pause/Makefile"
 }
 
-in_registry() { curl -fsS -o /dev/null "http://$registry/v2/$1/manifests/$2" 2>/dev/null; }
-
 build() {
 	[ "$(id -u)" = 0 ] || fail "building the cluster needs root: sudo make k8s-up"
 	command -v go >/dev/null || fail "no go command to build the cluster with: install Go $(sed -n 's/^go //p' "$here/build/go.mod") or newer"
@@ -119,12 +121,12 @@ build() {
 			}
 		rm -f "$tmp.log"
 		mv "$tmp" "$bin"
-		say "built in $(since "$t0") s: $(cd "$bin" && ls | tr '\n' ' ')"
+		say "built in $(since "$t0") s: $(printf '%s ' "$bin"/*)"
 	fi
 
 	local tag
 	tag=$(pause_version)
-	if in_registry kubernetes/pause "$tag"; then
+	if in_registry "$pause_image:$tag"; then
 		say "pause image: $pause_image:$tag"
 	else
 		command -v gcc >/dev/null || fail "gcc is missing (it builds the pause image): apt-get install gcc libc6-dev"
@@ -178,6 +180,7 @@ memory() {
 
 print_env() {
 	printf 'export KUBECONFIG=%s\n' "$admin"
+	# shellcheck disable=SC2016 # $PATH is for the shell that evaluates the line
 	printf 'export PATH=%s:$PATH\n' "$bin"
 	status || printf '# the cluster is not running: make k8s-up\n'
 }
@@ -199,14 +202,14 @@ preflight() {
 	[ "$(id -u)" = 0 ] || fail "the cluster needs root (network namespaces, iptables, cgroups): sudo make k8s-up"
 	local c
 	for c in containerd containerd-shim-runc-v2 runc ctr iptables ip nsenter openssl curl ss; do
-		command -v $c >/dev/null || fail "$c is missing: run scripts/provision.sh kubernetes (as root)"
+		command -v $c >/dev/null || fail "$c is missing: run provision/provision.sh kubernetes (as root)"
 	done
 	for c in bridge host-local loopback; do
-		[ -x /usr/lib/cni/$c ] || fail "the CNI plugin /usr/lib/cni/$c is missing: run scripts/provision.sh kubernetes (as root)"
+		[ -x /usr/lib/cni/$c ] || fail "the CNI plugin /usr/lib/cni/$c is missing: run provision/provision.sh kubernetes (as root)"
 	done
-	[ -x "$bin/kube-apiserver" ] || fail "Kubernetes $k8s_version is not built: run scripts/provision.sh kubernetes (as root)"
-	in_registry kubernetes/pause "$(pause_version)" ||
-		fail "the pause image is not in the registry on $registry: run scripts/provision.sh kubernetes (as root)"
+	[ -x "$bin/kube-apiserver" ] || fail "Kubernetes $k8s_version is not built: run provision/provision.sh kubernetes (as root)"
+	in_registry "$pause_image:$(pause_version)" ||
+		fail "the pause image is not in the registry on $registry: run provision/provision.sh kubernetes (as root)"
 	local port who
 	for port in 6443 2379 2380 10257 10259; do
 		who=$(ss -Hltnp "sport = :$port" | head -1)
@@ -525,7 +528,7 @@ down() {
 		for d in $(cgroup_dirs "$node"); do
 			for _ in $(seq 50); do
 				[ -d "$d" ] || break
-				find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+				find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do kill -9 "$pid" 2>/dev/null; done
 				find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.2
 			done
 		done
@@ -568,7 +571,9 @@ load() {
 # partition NODE / heal NODE: cut the node off the others and the control
 # plane (its link to the bridge down), or join it again.
 link() {
-	[ $# = 2 ] && [ -n "${node_ip[$2]:-}" ] || fail "usage: cluster.sh partition|heal NODE (one of ${nodes[*]})"
+	if [ $# != 2 ] || [ -z "${node_ip[$2]:-}" ]; then
+		fail "usage: cluster.sh partition|heal NODE (one of ${nodes[*]})"
+	fi
 	[ "$2" != "$tunnel_node" ] || [ "$1" = up ] || fail "$2 carries the route to the Service range: partition another node"
 	ip link set "$(netns "$2")" "$1"
 }

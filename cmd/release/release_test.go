@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -8,7 +10,6 @@ import (
 	"crypto/rand"
 	"debug/buildinfo"
 	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,20 +20,39 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"whoami/internal/facts"
 )
 
 // The tests push real releases, built by the real buildkitd, to the
 // project's real registry, under repositories of their own, and read them
 // back over the registry's HTTP API.
 
-const root = ".." // the repository
+const root = "../.." // the repository
 
 var (
-	reg     = &registry{host: "127.0.0.1:5000"}
-	repo    = "whoami-test-" + randomHex(4)
+	env     = mustFacts()
+	reg     = &registry{host: env["REGISTRY"]}
+	repo    = "whoami-test-" + randomName()
 	version = "test"
 	built   *release // the release that TestMain pushes
 )
+
+// mustFacts reads .env, where the Makefile takes the registry, the builder
+// and the SBOM generator from.
+func mustFacts() map[string]string {
+	f, err := facts.Load(root)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// withFacts adds to args the flags that make release passes from .env; a
+// later flag in args wins.
+func withFacts(args ...string) []string {
+	return append([]string{"-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"], "-sbom-generator", env["SBOM_GENERATOR"]}, args...)
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -42,7 +62,7 @@ func buildAndRun(m *testing.M) int {
 	ctx := context.Background()
 	var out bytes.Buffer
 	// The working tree, as it is: what the tests test.
-	err := run(ctx, []string{"-C", root, "-image", repo, "-version", version, "-allow-dirty"}, &out, &out)
+	err := run(ctx, withFacts("-C", root, "-image", repo, "-version", version, "-allow-dirty"), &out, &out)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the release could not be built: %v\n%s\n"+
 			"Run `make docker-ready` as root: it starts the registry on 127.0.0.1:5000 and buildkitd, and creates the builder.\n",
@@ -213,7 +233,7 @@ func TestTwoClonesPushTheSameImages(t *testing.T) {
 		}
 		name := fmt.Sprint(repo, "-clone-", i) // one tag, in two repositories
 		var out bytes.Buffer
-		if err := run(t.Context(), []string{"-C", dir, "-image", name, "-version", version, "-no-cache"}, &out, &out); err != nil {
+		if err := run(t.Context(), withFacts("-C", dir, "-image", name, "-version", version, "-no-cache"), &out, &out); err != nil {
 			t.Fatalf("release of clone %d: %v\n%s", i, err, lastLines(out.String(), 20))
 		}
 		t.Cleanup(func() { deleteRepo(context.Background(), name, version) })
@@ -257,7 +277,7 @@ func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
 				args = append(args, "-allow-dirty") // the tests run on the working tree
 			}
 			args = append(args, tc.args...)
-			err := run(t.Context(), args, &out, &out)
+			err := run(t.Context(), withFacts(args...), &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
 			}
@@ -283,16 +303,16 @@ func dirtyClone(t *testing.T) string {
 func TestANamespacedRegistryGetsTheImageUnderIt(t *testing.T) {
 	// REGISTRY=127.0.0.1:5000/someone, as KO_DOCKER_REPO and most Makefiles
 	// write it: the image is someone/<name> in that registry.
-	ns, name := "ns-"+randomHex(3), repo+"-ns"
+	ns, name := "ns-"+randomName(), repo+"-ns"
 	var out bytes.Buffer
-	err := run(t.Context(), []string{"-C", root, "-registry", "127.0.0.1:5000/" + ns, "-image", name, "-version", version,
-		"-platforms", "linux/amd64", "-allow-dirty"}, &out, &out)
+	err := run(t.Context(), withFacts("-C", root, "-registry", env["REGISTRY"]+"/"+ns, "-image", name, "-version", version,
+		"-platforms", "linux/amd64", "-allow-dirty"), &out, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, lastLines(out.String(), 20))
 	}
 	t.Cleanup(func() { deleteRepo(context.Background(), ns+"/"+name, version) })
-	if !strings.Contains(out.String(), "pushed 127.0.0.1:5000/"+ns+"/"+name+":"+version) {
-		t.Errorf("output:\n%s\nwant it to name 127.0.0.1:5000/%s/%s:%s", lastLines(out.String(), 8), ns, name, version)
+	if want := "pushed " + env["REGISTRY"] + "/" + ns + "/" + name + ":" + version; !strings.Contains(out.String(), want) {
+		t.Errorf("output:\n%s\nwant %q", lastLines(out.String(), 8), want)
 	}
 	if _, err := reg.release(t.Context(), ns+"/"+name, version); err != nil {
 		t.Errorf("reading %s/%s:%s back: %v", ns, name, version, err)
@@ -410,8 +430,5 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// randomName is a short name no one else uses, as a registry accepts it.
+func randomName() string { return strings.ToLower(rand.Text()[:8]) }

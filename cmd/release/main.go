@@ -3,7 +3,7 @@
 // provenance and an SBOM attached, to a registry. It is what `make release`
 // runs, and its tests read back what it pushed.
 //
-//	go run ./release -version v1.2.3   # 127.0.0.1:5000/whoami:v1.2.3, linux/amd64 and linux/arm64
+//	make release VERSION=v1.2.3   # REGISTRY/whoami:v1.2.3 (.env), linux/amd64 and linux/arm64
 //
 // Reproducible: the time of every file, layer and config is the commit's
 // (SOURCE_DATE_EPOCH, rewrite-timestamp), and nothing that depends on the
@@ -64,12 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	var o options
 	var platforms string
-	fs.StringVar(&o.registry, "registry", "127.0.0.1:5000", "the registry to push to: host:port, with a namespace if need be (host:port/team)")
+	fs.StringVar(&o.registry, "registry", "", "the registry to push to: host:port, with a namespace if need be (host:port/team); make release passes .env's REGISTRY")
 	fs.StringVar(&o.image, "image", "whoami", "the repository in the registry")
 	fs.StringVar(&o.version, "version", "", "the tag (make release: git describe)")
 	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
-	fs.StringVar(&o.builder, "builder", "whoami-release", "the buildx builder (a current BuildKit)")
-	fs.StringVar(&o.generator, "sbom-generator", "127.0.0.1:5000/whoami/sbom-scanner:syft-v1.57.1", "the SBOM generator image")
+	fs.StringVar(&o.builder, "builder", "", "the buildx builder (a current BuildKit); make release passes .env's RELEASE_BUILDER")
+	fs.StringVar(&o.generator, "sbom-generator", "", "the SBOM generator image; make release passes .env's SBOM_GENERATOR")
 	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
 	fs.StringVar(&o.dir, "C", ".", "the repository to build (a git work tree)")
 	fs.BoolVar(&o.allowDirty, "allow-dirty", false, "release uncommitted changes too, labelled as such (revision <commit>-dirty)")
@@ -87,6 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.version == "" {
 		return errors.New("-version is required (make release passes git describe)")
+	}
+	if o.registry == "" || o.builder == "" || o.generator == "" {
+		return errors.New("-registry, -builder and -sbom-generator are required (make release passes them from .env)")
 	}
 	o.platforms = strings.Split(platforms, ",")
 	if err := checkPlatforms(ctx, o.platforms); err != nil {

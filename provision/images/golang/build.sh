@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 step() { printf '==> %s\n' "$*"; }
 
 # 1. debian:bookworm, made with debootstrap (skipped when already there).
-"$here/../debian-image/build.sh" "$debian_image"
+"$here/../debian/build.sh" "$debian_image"
 
 # 2. The official Go distribution: this machine's GOROOT when it is the same
 #    release line (it is the official tarball, unpacked), else the checksum-

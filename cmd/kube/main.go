@@ -5,9 +5,9 @@
 // `make k8s-drain` run, and its tests check the cluster with real pods and
 // real requests.
 //
-//	go run ./kube demo -image 127.0.0.1:5000/whoami:v1.2.3
-//	go run ./kube rollout
-//	go run ./kube drain
+//	go run ./cmd/kube demo -image REGISTRY/whoami:v1.2.3   # make k8s-demo: the release of this commit
+//	go run ./cmd/kube rollout
+//	go run ./cmd/kube drain
 //
 // It runs the kubectl it finds on PATH with the usual KUBECONFIG
 // (`eval "$(make -s k8s-env)"` sets both), and sends requests only to the

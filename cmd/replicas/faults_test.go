@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -15,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"whoami/internal/container"
+	"whoami/internal/dockercli"
 	"whoami/internal/probe"
 )
 
@@ -141,7 +143,7 @@ func TestAPOSTIsNeverSentTwice(t *testing.T) {
 func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	ctx := testContext(t)
 	s, url := newStack(t, ctx, 3)
-	addr, err := s.published(ctx, "8080")
+	addr, err := s.published(ctx, servicePort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peak, err := container.PeakMemory(lb)
+	peak, err := dockercli.PeakMemory(lb)
 	if err != nil {
 		t.Fatal(err)
 	}

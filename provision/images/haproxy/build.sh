@@ -9,7 +9,7 @@ image=${1:?usage: build.sh IMAGE}
 here=$(cd "$(dirname "$0")" && pwd)
 debian_image=whoami-rebuild/debian:bookworm
 
-"$here/../debian-image/build.sh" "$debian_image"
+"$here/../debian/build.sh" "$debian_image"
 printf '==> docker build %s (Debian bookworm haproxy package)\n' "$image"
 docker build -q --build-arg DEBIAN_IMAGE="$debian_image" -t "$image" "$here" >/dev/null
 printf '==> %s rebuilt locally: %s, %s bytes\n' "$image" \

@@ -11,6 +11,7 @@
 #   kubernetes  the engine and the registry, plus containerd, runc, the CNI
 #               plugins, and the cluster's binaries and pause image, built
 #               from source: make k8s-up
+#   lint        shellcheck: make lint
 #   all         all of the above (the default): make test, make docker-ready
 #
 # Idempotent: every step checks first and is skipped when already done, so
@@ -20,21 +21,18 @@
 # with one line that says what to do. Images that stand in for official ones
 # it cannot pull are rebuilt locally from public recipes, and say so.
 #
-# Usage: scripts/provision.sh [images|lb|bench|release|kubernetes|all]...
-# Environment: GOLANG_IMAGE (default golang:<go.mod version>-bookworm),
-# LB_IMAGE (default compose.yaml's haproxy image).
+# Usage: provision/provision.sh [images|lb|bench|release|kubernetes|lint|all]...
+# Environment: GOLANG_IMAGE (default golang:<go.mod version>-bookworm), and
+# any variable of .env.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Versions, names and addresses: .env, shared with the Makefile and Compose.
+# shellcheck source=lib.sh
+. provision/lib.sh
+load_facts .
 golang_image=${GOLANG_IMAGE:-golang:$(sed -n 's/^go //p' go.mod)-bookworm}
-lb_image=${LB_IMAGE:-$(sed -n 's/.*image: \${LB_IMAGE:-\(.*\)}$/\1/p' compose.yaml)}
-buildx_version=v0.38.2  # the buildx CLI plugin, built from the Go module proxy when missing
-compose_version=v5.6.0  # the Compose CLI plugin, likewise (v5.7 asks for a newer Go)
-# For make release: a current BuildKit, the CNCF registry, and Syft for the SBOM.
-buildkit_version=v0.34.2 registry_version=v3.1.2 syft_version=v1.57.1
-registry=127.0.0.1:5000
-release_builder=whoami-release
-sbom_generator=$registry/whoami/sbom-scanner:syft-$syft_version
+registry=${REGISTRY:?} # set by load_facts
 bin=/usr/local/bin
 if [ "$(id -u)" = 0 ]; then plugins=/usr/local/lib/docker/cli-plugins; else plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins; fi
 
@@ -49,13 +47,23 @@ apt_install() { # apt_install WHAT PACKAGE...
 	shift
 	may_install || fail "$what is missing: install it with apt-get install -y $* (as root), then rerun"
 	step "apt-get install $*"
+	local log
+	log=$(mktemp)
+	# apt's own chatter (debconf's notes) goes to the log, shown if it fails.
 	if [ -z "${apt_updated:-}" ]; then
-		apt-get update -qq
+		apt-get update -qq >"$log" 2>&1 || {
+			cat "$log" >&2
+			fail "apt-get update failed"
+		}
 		apt_updated=1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1 || {
+		tail -20 "$log" >&2
+		fail "apt-get install $* failed"
+	}
+	rm -f "$log"
 }
-need_root() { may_install || fail "$1: run scripts/provision.sh as root"; }
+need_root() { may_install || fail "$1: run provision/provision.sh as root"; }
 
 # go_build_cmd PACKAGE@VERSION OUT [LDFLAGS]: builds a command of a module as
 # a dependency of a throwaway module, since `go install` refuses modules
@@ -74,11 +82,6 @@ go_build_cmd() {
 }
 
 answers() { curl -fsS -o /dev/null "$1" 2>/dev/null; }
-in_registry() { # in_registry REPOSITORY TAG
-	curl -fsS -o /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json" \
-		"http://$registry/v2/$1/manifests/$2" 2>/dev/null
-}
-
 # A Docker engine that answers: Debian's, installed and started when missing.
 # The engine it starts publishes ports with the kernel's NAT rules instead of
 # the userland proxy (docker-proxy), which a flood of connections to a
@@ -86,7 +89,7 @@ in_registry() { # in_registry REPOSITORY TAG
 # (README, Troubleshooting, says what to change there).
 ensure_engine() {
 	if ! docker info >/dev/null 2>&1; then
-		may_install || fail "no Docker engine answers: start Docker (e.g. sudo service docker start), or run scripts/provision.sh as root on Debian/Ubuntu to install and start one"
+		may_install || fail "no Docker engine answers: start Docker (e.g. sudo service docker start), or run provision/provision.sh as root on Debian/Ubuntu to install and start one"
 		command -v dockerd >/dev/null || apt_install dockerd docker.io
 		step "start dockerd --userland-proxy=false in the background (log: /var/log/dockerd.log)"
 		setsid -f dockerd --userland-proxy=false >/var/log/dockerd.log 2>&1 </dev/null
@@ -106,12 +109,12 @@ ensure_engine() {
 ensure_buildx() {
 	if ! docker buildx version >/dev/null 2>&1; then
 		command -v go >/dev/null || fail "docker buildx is missing and there is no go to build it: install the docker-buildx plugin"
-		step "go install github.com/docker/buildx/cmd/buildx@$buildx_version -> $plugins (a few minutes the first time)"
+		step "go install github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION -> $plugins (a few minutes the first time)"
 		local tmp
 		tmp=$(mktemp -d)
 		GOBIN=$tmp GOFLAGS=-buildvcs=false go install \
-			-ldflags "-X github.com/docker/buildx/version.Version=$buildx_version" \
-			"github.com/docker/buildx/cmd/buildx@$buildx_version" >"$tmp/log" 2>&1 ||
+			-ldflags "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
+			"github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION" >"$tmp/log" 2>&1 ||
 			{
 				tail -20 "$tmp/log" >&2
 				fail "building docker buildx failed"
@@ -126,9 +129,9 @@ ensure_buildx() {
 ensure_compose() {
 	if ! docker compose version >/dev/null 2>&1; then
 		command -v go >/dev/null || fail "docker compose is missing and there is no go to build it: install the docker-compose-plugin package"
-		step "go build github.com/docker/compose/v5/cmd@$compose_version -> $plugins/docker-compose (a few minutes the first time)"
-		go_build_cmd "github.com/docker/compose/v5/cmd@$compose_version" "$plugins/docker-compose" \
-			"-X github.com/docker/compose/v5/internal.Version=$compose_version"
+		step "go build github.com/docker/compose/v5/cmd@$COMPOSE_VERSION -> $plugins/docker-compose (a few minutes the first time)"
+		go_build_cmd "github.com/docker/compose/v5/cmd@$COMPOSE_VERSION" "$plugins/docker-compose" \
+			"-X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION"
 	fi
 	step "Compose: $(docker compose version)"
 }
@@ -156,26 +159,26 @@ image() {
 	[ "$(id -u)" = 0 ] || fail "rebuilding $1 needs root (debootstrap): rerun as root"
 	"$2" "$1"
 }
-ensure_golang_image() { image "$golang_image" scripts/golang-image/build.sh; }
-ensure_haproxy_image() { image "$lb_image" scripts/haproxy-image/build.sh; }
+ensure_golang_image() { image "$golang_image" provision/images/golang/build.sh; }
+ensure_haproxy_image() { image "$LB_IMAGE" provision/images/haproxy/build.sh; }
 
 # The project's own registry on 127.0.0.1:5000 (CNCF Distribution), for
 # releases and for the cluster's images.
 ensure_registry() {
 	if ! answers "http://$registry/v2/"; then
 		need_root "no registry answers on $registry"
-		if [ ! -x $bin/registry ]; then
-			step "go build github.com/distribution/distribution/v3/cmd/registry@$registry_version -> $bin/registry (a few minutes the first time)"
-			go_build_cmd "github.com/distribution/distribution/v3/cmd/registry@$registry_version" $bin/registry \
-				"-X github.com/distribution/distribution/v3/version.version=$registry_version"
+		if [ ! -x "$bin/registry" ]; then
+			step "go build github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION -> $bin/registry (a few minutes the first time)"
+			go_build_cmd "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION" "$bin/registry" \
+				"-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
 		fi
 		step "start the registry on $registry in the background (data: /var/lib/whoami-registry, log: /var/log/whoami-registry.log)"
 		mkdir -p /var/lib/whoami-registry
-		setsid -f $bin/registry serve "$PWD/scripts/release/registry.yml" >/var/log/whoami-registry.log 2>&1 </dev/null
+		setsid -f "$bin/registry" serve "$PWD/provision/registry.yml" >/var/log/whoami-registry.log 2>&1 </dev/null
 		for _ in $(seq 30); do answers "http://$registry/v2/" && break; sleep 1; done
 		answers "http://$registry/v2/" || fail "the registry did not answer within 30 s: see /var/log/whoami-registry.log"
 	fi
-	step "registry on $registry: $($bin/registry --version 2>/dev/null | awk '{ print $NF }')"
+	step "registry on $registry: $("$bin/registry" --version 2>/dev/null | awk '{ print $NF }')"
 }
 
 # A current BuildKit (buildkitd, with Debian's runc) for make release, which
@@ -184,27 +187,27 @@ ensure_registry() {
 # the registry, where buildkitd looks up docker.io images first.
 ensure_buildkitd() {
 	local socket=/run/whoami-buildkit/buildkitd.sock
-	if ! docker buildx inspect $release_builder >/dev/null 2>&1 || ! [ -S $socket ]; then
-		need_root "make release needs buildkitd and the builder $release_builder"
-		if [ ! -x $bin/buildkitd ]; then
-			step "go build github.com/moby/buildkit/cmd/buildkitd@$buildkit_version -> $bin/buildkitd (a few minutes the first time)"
-			go_build_cmd "github.com/moby/buildkit/cmd/buildkitd@$buildkit_version" $bin/buildkitd \
-				"-X github.com/moby/buildkit/version.Version=$buildkit_version"
+	if ! docker buildx inspect "$RELEASE_BUILDER" >/dev/null 2>&1 || ! [ -S $socket ]; then
+		need_root "make release needs buildkitd and the builder $RELEASE_BUILDER"
+		if [ ! -x "$bin/buildkitd" ]; then
+			step "go build github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION -> $bin/buildkitd (a few minutes the first time)"
+			go_build_cmd "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" "$bin/buildkitd" \
+				"-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION"
 		fi
 		if ! [ -S $socket ] || ! pgrep -x buildkitd >/dev/null; then
 			step "start buildkitd in the background (state: /var/lib/whoami-buildkit, log: /var/log/whoami-buildkitd.log)"
 			mkdir -p /run/whoami-buildkit && rm -f $socket
-			setsid -f $bin/buildkitd --config "$PWD/scripts/release/buildkitd.toml" >/var/log/whoami-buildkitd.log 2>&1 </dev/null
+			setsid -f "$bin/buildkitd" --config "$PWD/provision/buildkitd.toml" >/var/log/whoami-buildkitd.log 2>&1 </dev/null
 			for _ in $(seq 30); do [ -S $socket ] && break; sleep 1; done
 			[ -S $socket ] || fail "buildkitd did not start within 30 s: see /var/log/whoami-buildkitd.log"
 		fi
-		if ! docker buildx inspect $release_builder >/dev/null 2>&1; then
-			step "docker buildx create --name $release_builder --driver remote unix://$socket"
-			docker buildx create --name $release_builder --driver remote "unix://$socket" >/dev/null
+		if ! docker buildx inspect "$RELEASE_BUILDER" >/dev/null 2>&1; then
+			step "docker buildx create --name $RELEASE_BUILDER --driver remote unix://$socket"
+			docker buildx create --name "$RELEASE_BUILDER" --driver remote "unix://$socket" >/dev/null
 		fi
 	fi
-	step "BuildKit for make release: $(docker buildx inspect --bootstrap $release_builder | awk '/BuildKit version:/ { print $3; exit }') (builder $release_builder)"
-	if ! in_registry library/golang "${golang_image#golang:}"; then
+	step "BuildKit for make release: $(docker buildx inspect --bootstrap "$RELEASE_BUILDER" | awk '/BuildKit version:/ { print $3; exit }') (builder $RELEASE_BUILDER)"
+	if ! in_registry "$registry/library/$golang_image"; then
 		step "docker push $registry/library/$golang_image (the base of the release build)"
 		docker tag "$golang_image" "$registry/library/$golang_image"
 		docker push -q "$registry/library/$golang_image" >/dev/null
@@ -216,20 +219,20 @@ ensure_buildkitd() {
 # proxy in a small wrapper, rebuilt locally (the official generator image
 # cannot be pulled here), pushed to the registry.
 ensure_sbom_generator() {
-	if ! in_registry whoami/sbom-scanner "syft-$syft_version"; then
-		need_root "the SBOM generator $sbom_generator is missing"
-		step "build the SBOM generator image $sbom_generator (Syft $syft_version from the Go module proxy; rebuilt locally: the official generator image cannot be pulled here)"
+	if ! in_registry "$SBOM_GENERATOR"; then
+		need_root "the SBOM generator $SBOM_GENERATOR is missing"
+		step "build the SBOM generator image $SBOM_GENERATOR (Syft $SYFT_VERSION from the Go module proxy; rebuilt locally: the official generator image cannot be pulled here)"
 		local tmp
 		tmp=$(mktemp -d)
-		go_build_cmd "github.com/anchore/syft/cmd/syft@$syft_version" "$tmp/syft" "-X main.version=$syft_version"
-		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/sbom-scanner" ./scripts/release/sbom-scanner
-		cp scripts/release/sbom-scanner/Dockerfile "$tmp/"
-		docker build -q -t "$sbom_generator" "$tmp" >/dev/null
-		docker push -q "$sbom_generator" >/dev/null
-		docker image rm "$sbom_generator" >/dev/null
+		go_build_cmd "github.com/anchore/syft/cmd/syft@$SYFT_VERSION" "$tmp/syft" "-X main.version=$SYFT_VERSION"
+		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/sbom-scanner" ./provision/images/sbom-scanner
+		cp provision/images/sbom-scanner/Dockerfile "$tmp/"
+		docker build -q -t "$SBOM_GENERATOR" "$tmp" >/dev/null
+		docker push -q "$SBOM_GENERATOR" >/dev/null
+		docker image rm "$SBOM_GENERATOR" >/dev/null
 		rm -rf "$tmp"
 	fi
-	step "SBOM generator: $sbom_generator"
+	step "SBOM generator: $SBOM_GENERATOR"
 }
 
 # The cluster of make k8s-up: Debian's containerd (a separate instance runs
@@ -245,6 +248,11 @@ ensure_kubernetes() {
 	[ ${#missing[@]} = 0 ] || apt_install "${missing[*]} (for the Kubernetes nodes)" "${missing[@]}"
 	need_root "the Kubernetes cluster"
 	deploy/kubernetes/cluster/cluster.sh build
+}
+
+# The linters of make lint that are not Go modules: shellcheck, Debian's.
+ensure_shellcheck() {
+	command -v shellcheck >/dev/null || apt_install "shellcheck (make lint)" shellcheck
 }
 
 # Components by target, in order; each runs once.
@@ -264,8 +272,9 @@ provision() {
 	bench) ensure engine buildx golang_image compose haproxy_image wrk ;;
 	release) ensure engine buildx golang_image registry buildkitd sbom_generator ;;
 	kubernetes) ensure engine registry kubernetes ;;
-	all) for t in images lb release kubernetes; do provision $t; done ;;
-	*) fail "unknown target '$1': want images, lb, bench, release, kubernetes or all" ;;
+	lint) ensure shellcheck ;;
+	all) for t in images lb release kubernetes lint; do provision $t; done ;;
+	*) fail "unknown target '$1': want images, lb, bench, release, kubernetes, lint or all" ;;
 	esac
 }
 

@@ -152,3 +152,23 @@ func (r *restart) print(w io.Writer) {
 		fmt.Fprintf(w, "  %d × %s\n", errs[e], e)
 	}
 }
+
+// Result is a rolling restart in figures, as -json prints it (make bench
+// reads it).
+type Result struct {
+	Replicas    int       `json:"replicas"`
+	Seconds     float64   `json:"seconds"`
+	Clients     int       `json:"clients"`
+	Requests    int       `json:"requests"`
+	Failed      int       `json:"failed"`
+	FirstAnswer []float64 `json:"first_answer_seconds"` // each new replica's start to its first answer through the balancer
+}
+
+func (r *restart) result() Result {
+	res := Result{Replicas: len(r.steps), Seconds: r.duration.Seconds(), Clients: r.clients}
+	res.Requests, res.Failed = r.load.Counts()
+	for _, st := range r.steps {
+		res.FirstAnswer = append(res.FirstAnswer, st.firstAnswer.Seconds())
+	}
+	return res
+}

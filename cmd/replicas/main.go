@@ -3,8 +3,8 @@
 // `make rolling-restart` run, and its tests check the stack with real
 // containers and real requests.
 //
-//	go run ./replicas demo             # up, wait until healthy, count who answers
-//	go run ./replicas rolling-restart  # replace every replica under load, count failures
+//	go run ./cmd/replicas demo             # up, wait until healthy, count who answers
+//	go run ./cmd/replicas rolling-restart  # replace every replica under load, count failures
 //
 // It runs `docker compose` in the current directory, so the usual Compose
 // variables apply (COMPOSE_PROJECT_NAME, LB_PORT, WHOAMI_IMAGE, ...). Every
@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	clients := fs.Int("clients", 4, "rolling-restart: concurrent clients during the restart (0: no load)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	verbose := fs.Bool("v", false, "print each step as it begins")
+	asJSON := fs.Bool("json", false, "rolling-restart: print the result as JSON instead of sentences")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -79,6 +81,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	s := &stack{out: stdout, verbose: *verbose}
+	if *asJSON {
+		s.out = nil // the steps' sentences too
+	}
 	// On an interrupt, the stack goes back to the replicas it had.
 	before, err := s.replicas(ctx)
 	if err != nil {
@@ -99,7 +104,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r.print(stdout)
+		if *asJSON {
+			if err := json.NewEncoder(stdout).Encode(r.result()); err != nil {
+				return err
+			}
+		} else {
+			r.print(stdout)
+		}
 		if _, failed := r.load.Counts(); failed > 0 {
 			return fmt.Errorf("%d requests failed during the rolling restart", failed)
 		}

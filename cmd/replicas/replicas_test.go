@@ -1,12 +1,14 @@
+//go:build e2e
+
 package main
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,7 +26,7 @@ import (
 // Compose project of its own, with ports Docker picks, and removes it.
 
 var (
-	image   = "whoami-lbtest-" + randomHex(4) + ":multi"
+	image   = "whoami-lbtest-" + randomName() + ":multi"
 	lbImage = os.Getenv("LB_IMAGE") // default: compose.yaml's
 )
 
@@ -42,7 +44,7 @@ func buildAndRun(m *testing.M) int {
 			"Run `make docker-ready` (as root on Debian it installs and starts the engine and the Compose plugin), or start Docker.",
 			err, strings.TrimSpace(string(out)))
 	}
-	s := &stack{dir: ".."}
+	s := &stack{dir: "../.."}
 	if lbImage == "" {
 		out, _ := s.compose(context.Background(), "config", "--images")
 		for _, name := range strings.Fields(out) {
@@ -55,7 +57,7 @@ func buildAndRun(m *testing.M) int {
 		return fail("the balancer's image %q is not in the local image store.\n"+
 			"Run `make docker-ready`: it pulls it, or rebuilds it locally when no registry answers.", lbImage)
 	}
-	if out, err := exec.Command("docker", "build", "-q", "-t", image, "..").CombinedOutput(); err != nil {
+	if out, err := exec.Command("docker", "build", "-q", "-t", image, "../..").CombinedOutput(); err != nil {
 		return fail("docker build: %v\n%s\nIs the golang base image there? `make docker-ready` pulls or rebuilds it.", err, out)
 	}
 	defer exec.Command("docker", "image", "rm", "-f", image).Run()
@@ -67,8 +69,8 @@ func buildAndRun(m *testing.M) int {
 // fails if a container or network of it is left behind.
 func newStack(t *testing.T, ctx context.Context, n int) (*stack, string) {
 	t.Helper()
-	project := "whoami-test-" + randomHex(4)
-	s := &stack{dir: "..", env: []string{
+	project := "whoami-test-" + randomName()
+	s := &stack{dir: "../..", env: []string{
 		"COMPOSE_PROJECT_NAME=" + project,
 		"WHOAMI_IMAGE=" + image,
 		"LB_IMAGE=" + lbImage,
@@ -238,7 +240,7 @@ func TestKilledReplicaIsTakenOutOfRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, sv := range ss {
-			if sv.Addr == victim.IP+":8080" {
+			if sv.Addr == net.JoinHostPort(victim.IP, servicePort) {
 				return sv
 			}
 		}
@@ -342,12 +344,6 @@ func hostnames(t *testing.T, ctx context.Context, s *stack) []string {
 	return hs
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func TestBadInputGetsAOneLineError(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -372,9 +368,12 @@ func TestBadInputGetsAOneLineError(t *testing.T) {
 }
 
 func TestRollingRestartWithoutAStackSaysWhatToDo(t *testing.T) {
-	s := &stack{dir: "..", env: []string{"COMPOSE_PROJECT_NAME=whoami-test-none-" + randomHex(4)}}
+	s := &stack{dir: "../..", env: []string{"COMPOSE_PROJECT_NAME=whoami-test-none-" + randomName()}}
 	_, err := s.rollingRestart(t.Context(), 1)
 	if err == nil || !strings.Contains(err.Error(), "make lb-demo") {
 		t.Errorf("rolling restart of a stack that is not running: %v, want an error that says to start it", err)
 	}
 }
+
+// randomName is a short name no one else uses, as Docker accepts it.
+func randomName() string { return strings.ToLower(rand.Text()[:8]) }

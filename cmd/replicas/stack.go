@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -9,14 +8,20 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"whoami/internal/dockercli"
 	"whoami/internal/probe"
+)
+
+// The ports of haproxy.cfg's frontends, inside the balancer's container:
+// the service's own (.env SERVICE_PORT) and the statistics page.
+// facts_test.go checks that they are haproxy.cfg's.
+const (
+	servicePort = "8080"
+	statsPort   = "8404"
 )
 
 // stack is one Compose project of compose.yaml.
@@ -39,27 +44,12 @@ func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
 	return s.docker(ctx, append([]string{"compose"}, args...)...)
 }
 
-// dockerTimeout bounds each docker command.
-const dockerTimeout = 2 * time.Minute
-
-// docker runs docker with args and returns its standard output; an error
-// carries what it printed on standard error. An interrupt (ctx cancelled)
-// does not cut a command short: it finishes its step, bounded by
-// dockerTimeout, in a process group of its own (so that a Ctrl-C reaches
-// this program only), and the caller then puts the stack back as it was.
+// docker runs docker with args in the stack's folder and environment. An
+// interrupt does not cut a command short: it finishes its step, in a
+// process group of its own (so that a Ctrl-C reaches this program only),
+// and the caller then puts the stack back as it was (restore.go).
 func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dockerTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Dir = s.dir
-	cmd.Env = append(os.Environ(), s.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
+	return dockercli.Cmd{Dir: s.dir, Env: s.env, Detached: true}.Run(ctx, args...)
 }
 
 // up starts (or scales) the stack and waits until every replica is healthy
@@ -81,7 +71,7 @@ func (s *stack) waitBalanced(ctx context.Context) error {
 	}
 	var want []string
 	for _, r := range rs {
-		want = append(want, r.IP+":8080")
+		want = append(want, net.JoinHostPort(r.IP, servicePort))
 	}
 	slices.Sort(want)
 	var up []string
@@ -173,13 +163,13 @@ func (s *stack) published(ctx context.Context, port string) (string, error) {
 
 // url is the balancer's /whoami.
 func (s *stack) url(ctx context.Context) (string, error) {
-	addr, err := s.published(ctx, "8080")
+	addr, err := s.published(ctx, servicePort)
 	return "http://" + addr + "/whoami", err
 }
 
 // statsURL is HAProxy's statistics page.
 func (s *stack) statsURL(ctx context.Context) (string, error) {
-	addr, err := s.published(ctx, "8404")
+	addr, err := s.published(ctx, statsPort)
 	return "http://" + addr + "/", err
 }
 

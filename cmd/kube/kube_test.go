@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/facts"
 	"whoami/internal/probe"
 )
 
@@ -33,8 +34,8 @@ import (
 // They need root: they read the pods' processes in /proc and signal them.
 
 const (
-	manifests     = "../deploy/kubernetes"
-	clusterScript = "../deploy/kubernetes/cluster/cluster.sh"
+	manifests     = "../../deploy/kubernetes"
+	clusterScript = "../../deploy/kubernetes/cluster/cluster.sh"
 )
 
 // released is the image the tests deploy, pushed by the release tool.
@@ -51,10 +52,17 @@ func releaseAndRun(m *testing.M) int {
 			"make test starts it (as root); by hand: make k8s-up, then eval \"$(make -s k8s-env)\".\n", err)
 		return 1
 	}
-	// The working tree, released for linux/amd64 to a repository of the tests.
+	// The working tree, released for linux/amd64 to a repository of the
+	// tests, in the project's registry, as make release does (.env).
+	env, err := facts.Load("../..")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
 	tag := "test-" + strings.ToLower(rand.Text()[:8])
-	released = "127.0.0.1:5000/whoami-k8s-test:" + tag
-	cmd := exec.Command("go", "run", "../release", "-C", "..", "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64", "-allow-dirty")
+	released = env["REGISTRY"] + "/whoami-k8s-test:" + tag
+	cmd := exec.Command("go", "run", "../release", "-C", "../..", "-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"],
+		"-sbom-generator", env["SBOM_GENERATOR"], "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64", "-allow-dirty")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: releasing the image to deploy: %v\n%s\nmake docker-ready (as root) starts the registry and buildkitd.\n", err, out)
 		return 1

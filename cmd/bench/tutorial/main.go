@@ -1,10 +1,10 @@
-// Command tutorial-server is the program of the tutorial this project grew
+// Command tutorial is the program of the tutorial this project grew
 // from, as it was, but for its address: the baseline that `make bench`
 // measures whoami against, side by side. It has none of whoami's
 // protections (no timeouts, no header limit, no graceful shutdown) and
 // writes no extra header. It is not part of any image.
 //
-//	go run ./scripts/tutorial-server 127.0.0.1:9000
+//	go run ./cmd/bench/tutorial 127.0.0.1:9000
 package main
 
 import (

@@ -1,0 +1,114 @@
+// Package dockercli runs the docker CLI for the project's tools and tests:
+// a command with its output and a clear error (Run), a container started
+// and waited for (RunContainer), and what a container's cgroup knows that
+// the CLI does not show (PeakMemory). Standard library only.
+package dockercli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"whoami/internal/probe"
+)
+
+// Timeout bounds each command unless the caller's context ends it sooner
+// (a build may want longer: give it a context with its own deadline).
+const Timeout = 2 * time.Minute
+
+// Cmd runs docker in a folder, with variables added to its environment.
+type Cmd struct {
+	Dir string
+	Env []string
+	// Detached commands run in a process group of their own and are not
+	// cut short when ctx is cancelled: a Ctrl-C reaches the caller only, and
+	// the command finishes its step (bounded by Timeout).
+	Detached bool
+}
+
+// Run runs docker with args and returns its standard output, trimmed; an
+// error carries the end of what it printed on standard error.
+func (c Cmd) Run(ctx context.Context, args ...string) (string, error) {
+	out, err := c.Output(ctx, args...)
+	return strings.TrimSpace(string(out)), err
+}
+
+// Output is Run with the standard output as it is (a tar stream, say).
+func (c Cmd) Output(ctx context.Context, args ...string) ([]byte, error) {
+	if c.Detached {
+		ctx = context.WithoutCancel(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), c.Env...)
+	if c.Detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 20))
+	}
+	return stdout.Bytes(), nil
+}
+
+// Run runs docker with args in the current folder.
+func Run(ctx context.Context, args ...string) (string, error) { return Cmd{}.Run(ctx, args...) }
+
+// RunContainer starts image in the background with port published on a
+// free port of 127.0.0.1 (args go before the image: docker run options),
+// and waits until its /whoami answers 200. It returns the container's ID
+// and that URL; on an error, the container is removed.
+func RunContainer(ctx context.Context, image, port string, args ...string) (id, url string, err error) {
+	args = append(append([]string{"run", "-d", "-p", "127.0.0.1::" + port}, args...), image)
+	if id, err = Run(ctx, args...); err != nil {
+		return "", "", err
+	}
+	defer func() {
+		if err != nil {
+			Run(context.WithoutCancel(ctx), "rm", "-f", id)
+		}
+	}()
+	addr, err := Run(ctx, "port", id, port+"/tcp")
+	if err != nil {
+		return "", "", err
+	}
+	addr, _, _ = strings.Cut(addr, "\n") // one line per address it is published on
+	url = "http://" + addr + "/whoami"
+	c := &http.Client{Timeout: 2 * time.Second}
+	err = probe.Until(ctx, time.Minute, image+" to answer 200", func(ctx context.Context) (bool, error) {
+		_, code, err := probe.Get(ctx, c, url)
+		return code == http.StatusOK, err
+	})
+	return id, url, err
+}
+
+// PeakMemory returns the most memory, in bytes, that the container with the
+// full ID id has used: its cgroup's own record, which docker stats does not
+// show.
+func PeakMemory(id string) (int64, error) {
+	for _, f := range []string{
+		"/sys/fs/cgroup/memory/docker/" + id + "/memory.max_usage_in_bytes", // cgroup v1, cgroupfs driver
+		"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/memory.peak",   // cgroup v2, systemd driver
+		"/sys/fs/cgroup/docker/" + id + "/memory.peak",                      // cgroup v2, cgroupfs driver
+	} {
+		if b, err := os.ReadFile(f); err == nil {
+			return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no memory peak for container %s in its cgroup", id)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
