@@ -111,8 +111,8 @@ release: provision-release ## Build Dockerfile for PLATFORMS with a current Buil
 		-image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
 
 .PHONY: run-container
-run-container: image-multi ## Run whoami:2.0 with port 8080 published (Ctrl-C stops it)
-	$(DOCKER) run --rm -p 8080:8080 $(MULTI)
+run-container: image-multi ## Run whoami:2.0 with its port (8080) published (Ctrl-C stops it)
+	$(DOCKER) run --rm -p $(SERVICE_PORT):$(SERVICE_PORT) $(MULTI)
 
 .PHONY: clean
 clean: ## Remove bin/ and the two images this Makefile builds
@@ -159,8 +159,8 @@ k8s-running:
 	@$(CLUSTER) status -q || { echo "whoami: the Kubernetes cluster is not running: make k8s-up" >&2; exit 1; }
 
 .PHONY: bench
-bench: provision-bench build image-single image-multi ## Measure sizes, build/start/stop times, memory and load; update docs/benchmarks.md and README
-	@scripts/bench.sh $(GOLANG_IMAGE) $(SINGLE) $(MULTI) $(BIN)
+bench: provision-bench build image-single image-multi ## Measure sizes, build/start/stop times, memory and load: docs/benchmarks.md
+	$(GO) run ./cmd/bench -golang $(GOLANG_IMAGE) -single $(SINGLE) -multi $(MULTI) -binary $(BIN) -port $(SERVICE_PORT)
 
 .PHONY: bench-go
 bench-go: ## Benchmark the handler alone (go test -bench)
