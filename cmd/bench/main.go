@@ -607,7 +607,8 @@ func (b *bench) load(ctx context.Context, r *report) error {
 func (b *bench) balancer(ctx context.Context, r *report) error {
 	var url string
 	for _, n := range []int{1, 3} {
-		b.say("docker compose up: HAProxy and %d replicas; wrk through it, %d runs", n, b.o.loadRuns)
+		name := fmt.Sprintf("HAProxy, %d %s", n, map[bool]string{true: "replica", false: "replicas"}[n == 1])
+		b.say("docker compose up: %s; wrk through it, %d runs", name, b.o.loadRuns)
 		if _, err := b.compose.Run(ctx, "compose", "up", "-d", "--wait", "--scale", fmt.Sprintf("whoami=%d", n)); err != nil {
 			return err
 		}
@@ -631,7 +632,7 @@ func (b *bench) balancer(ctx context.Context, r *report) error {
 			}
 			runs = append(runs, w)
 		}
-		r.Balancer = append(r.Balancer, newLoadRow(fmt.Sprintf("HAProxy, %d %s", n, map[bool]string{true: "replica", false: "replicas"}[n == 1]), 64, runs))
+		r.Balancer = append(r.Balancer, newLoadRow(name, 64, runs))
 	}
 	v, _ := b.compose.Run(ctx, "compose", "exec", "-T", "lb", "haproxy", "-v")
 	if f := strings.Fields(v); len(f) > 2 {
