@@ -121,7 +121,7 @@ build() {
 			}
 		rm -f "$tmp.log"
 		mv "$tmp" "$bin"
-		say "built in $(since "$t0") s: $(printf '%s ' "$bin"/*)"
+		say "built in $(since "$t0") s: $(cd "$bin" && printf '%s ' *)"
 	fi
 
 	local tag
