@@ -187,14 +187,16 @@ ensure_registry() {
 # the registry, where buildkitd looks up docker.io images first.
 ensure_buildkitd() {
 	local socket=/run/whoami-buildkit/buildkitd.sock
-	if ! docker buildx inspect "$RELEASE_BUILDER" >/dev/null 2>&1 || ! [ -S $socket ]; then
+	# A socket outlives a killed buildkitd: both must be there.
+	buildkitd_runs() { [ -S $socket ] && pgrep -f "^$bin/buildkitd " >/dev/null; }
+	if ! docker buildx inspect "$RELEASE_BUILDER" >/dev/null 2>&1 || ! buildkitd_runs; then
 		need_root "make release needs buildkitd and the builder $RELEASE_BUILDER"
 		if [ ! -x "$bin/buildkitd" ]; then
 			step "go build github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION -> $bin/buildkitd (a few minutes the first time)"
 			go_build_cmd "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" "$bin/buildkitd" \
 				"-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION"
 		fi
-		if ! [ -S $socket ] || ! pgrep -x buildkitd >/dev/null; then
+		if ! buildkitd_runs; then
 			step "start buildkitd in the background (state: /var/lib/whoami-buildkit, log: /var/log/whoami-buildkitd.log)"
 			mkdir -p /run/whoami-buildkit && rm -f $socket
 			setsid -f "$bin/buildkitd" --config "$PWD/provision/buildkitd.toml" >/var/log/whoami-buildkitd.log 2>&1 </dev/null
@@ -206,7 +208,10 @@ ensure_buildkitd() {
 			docker buildx create --name "$RELEASE_BUILDER" --driver remote "unix://$socket" >/dev/null
 		fi
 	fi
-	step "BuildKit for make release: $(docker buildx inspect --bootstrap "$RELEASE_BUILDER" | awk '/BuildKit version:/ { print $3; exit }') (builder $RELEASE_BUILDER)"
+	local version
+	version=$(docker buildx inspect --bootstrap "$RELEASE_BUILDER" 2>/dev/null | awk '/BuildKit version:/ { print $3; exit }')
+	[ -n "$version" ] || fail "the builder $RELEASE_BUILDER does not answer: see /var/log/whoami-buildkitd.log, or stop buildkitd and rerun"
+	step "BuildKit for make release: $version (builder $RELEASE_BUILDER)"
 	if ! in_registry "$registry/library/$golang_image"; then
 		step "docker push $registry/library/$golang_image (the base of the release build)"
 		docker tag "$golang_image" "$registry/library/$golang_image"
