@@ -43,6 +43,11 @@ registry=${REGISTRY:?} # set by load_facts
 pause_image=$registry/kubernetes/pause # tagged with the version of the kubernetes module's build/pause
 
 bridge=whoami-k8s
+# What the nodes' programs make outside $state, where no setting moves it: the
+# kubelet's device-plugin socket and its links to container logs, the CNI
+# library's cache, ip netns's directory (a mount), the shims' sockets. up
+# notes those that do not exist yet; down removes them.
+host_paths=(/var/lib/kubelet /var/log/containers /var/lib/cni /run/netns /run/containerd)
 host_ip=10.87.0.1
 nodes=(node-1 node-2)
 declare -A node_ip=([node-1]=10.87.0.11 [node-2]=10.87.0.12)
@@ -60,7 +65,7 @@ fail() {
 	printf 'cluster: %s\n' "$*" >&2
 	exit 1
 }
-kubectl() { "$bin/kubectl" --kubeconfig "$admin" "$@"; }
+kubectl() { "$bin/kubectl" --kubeconfig "$admin" --cache-dir "$state/kubectl-cache" "$@"; }
 netns() { printf 'whoami-%s' "$1"; }
 in_node() { # in_node NODE CMD...: only the network namespace, so /sys (cgroups) stays the host's
 	local node=$1
@@ -179,7 +184,7 @@ memory() {
 }
 
 print_env() {
-	printf 'export KUBECONFIG=%s\n' "$admin"
+	printf 'export KUBECONFIG=%s KUBECACHEDIR=%s\n' "$admin" "$state/kubectl-cache"
 	# shellcheck disable=SC2016 # $PATH is for the shell that evaluates the line
 	printf 'export PATH=%s:$PATH\n' "$bin"
 	status || printf '# the cluster is not running: make k8s-up\n'
@@ -451,6 +456,8 @@ up() {
 	local t0 node
 	t0=$(date +%s.%N)
 	mkdir -p "$state/logs" "$state/pids"
+	local p
+	for p in "${host_paths[@]}"; do [ -e "$p" ] || echo "$p" >>"$state/host-paths"; done
 	for node in "${nodes[@]}"; do mkdir -p "$state/$node/cni" "$state/$node/pod-logs"; done
 	# Keys and kubeconfigs for root only; not the rest: containerd and the
 	# kubelet create what the containers' users must be able to read.
@@ -513,6 +520,8 @@ down() {
 	for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
 
 	say "remove mounts, network namespaces, bridge, firewall rule, cgroups and $state"
+	local made=()
+	[ ! -r "$state/host-paths" ] || mapfile -t made <"$state/host-paths"
 	if [ -d "$state" ]; then
 		awk -v s="$state/" 'index($2, s) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
 	fi
@@ -536,13 +545,24 @@ down() {
 	done
 	# The kubelets' links to their containers' logs.
 	find /var/log/containers -maxdepth 1 -type l -lname "$state/*" -delete 2>/dev/null || true
+	# The host paths that up found missing: the kubelet's socket if no other
+	# kubelet runs, ip netns's mount, then the directories left empty.
+	local p
+	for p in "${made[@]}"; do
+		case $p in
+		/var/lib/kubelet) pgrep -x kubelet >/dev/null || rm -f /var/lib/kubelet/device-plugins/kubelet.sock ;;
+		/run/netns) ! mountpoint -q /run/netns || umount /run/netns ;;
+		esac
+		[ ! -d "$p" ] || find "$p" -depth -type d -empty -delete
+	done
 	rm -rf "$state"
-	leftovers
+	leftovers "${made[@]}"
 }
 
-# leftovers: fails with what is left of a cluster, if anything.
+# leftovers [HOST_PATH...]: fails with what is left of a cluster, if anything.
 leftovers() {
 	local left=() node d
+	for d in "$@"; do [ ! -e "$d" ] || left+=("$d"); done
 	[ ! -e "$state" ] || left+=("$state")
 	ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
 	for node in "${nodes[@]}"; do
@@ -578,8 +598,8 @@ link() {
 	ip link set "$(netns "$2")" "$1"
 }
 
-# with_env CMD...: CMD with kubectl and its KUBECONFIG for the cluster.
-with_env() { KUBECONFIG=$admin PATH=$bin:$PATH "$@"; }
+# with_env CMD...: CMD with kubectl, its KUBECONFIG and its cache for the cluster.
+with_env() { KUBECONFIG=$admin KUBECACHEDIR=$state/kubectl-cache PATH=$bin:$PATH "$@"; }
 
 run() {
 	[ $# -gt 0 ] || fail "usage: cluster.sh run CMD..."
