@@ -545,12 +545,12 @@ down() {
 	done
 	# The kubelets' links to their containers' logs.
 	find /var/log/containers -maxdepth 1 -type l -lname "$state/*" -delete 2>/dev/null || true
-	# The host paths that up found missing: the kubelet's socket if no other
-	# kubelet runs, ip netns's mount, then the directories left empty.
+	# The host paths that up found missing (so no other kubelet uses them):
+	# the kubelets' socket, ip netns's mount, then the directories left empty.
 	local p
 	for p in "${made[@]}"; do
 		case $p in
-		/var/lib/kubelet) pgrep -x kubelet >/dev/null || rm -f /var/lib/kubelet/device-plugins/kubelet.sock ;;
+		/var/lib/kubelet) rm -f /var/lib/kubelet/device-plugins/kubelet.sock ;;
 		/run/netns) ! mountpoint -q /run/netns || umount /run/netns ;;
 		esac
 		[ ! -d "$p" ] || find "$p" -depth -type d -empty -delete
