@@ -47,13 +47,19 @@ func flood(t *testing.T, id string, d time.Duration) (probe.Flooded, *probe.Load
 	addr := containerAddr(t, id)
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	done := make(chan probe.Flooded)
-	go func() { done <- probe.Flood(ctx, addr, 5000) }()
+	wait, err := probe.Flood(ctx, addr, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(3 * time.Second) // the flood in full
 	l := probe.Start(ctx, "http://"+addr+"/whoami", probe.Options{Clients: 1, NewConnections: true, Interval: 100 * time.Millisecond})
 	<-ctx.Done()
 	l.Stop()
-	return <-done, l
+	f, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, l
 }
 
 func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {

@@ -108,12 +108,15 @@ func TestAPOSTIsNeverSentTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.docker(context.Background(), "unpause", rs[0].ID)
-	// At once, before the health check takes the frozen one out: round
-	// robin sends about half of them to it.
+	// Before the health check takes the frozen one out, in this order, 20 ms
+	// apart: POST, POST, GET, GET, twice. Round robin over the 2 replicas
+	// sends each of them a POST and a GET of each pair, whichever it starts
+	// with (POST, GET, POST, GET would send every POST to the same one).
 	var wg sync.WaitGroup
 	c := &http.Client{Timeout: 30 * time.Second}
 	for i := range 8 {
-		method := map[bool]string{true: http.MethodPost, false: http.MethodGet}[i%2 == 0]
+		method := map[bool]string{true: http.MethodPost, false: http.MethodGet}[i/2%2 == 0]
+		time.Sleep(20 * time.Millisecond)
 		wg.Go(func() {
 			req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader("do it once"))
 			if resp, err := c.Do(req); err == nil {
@@ -149,15 +152,20 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	}
 	flood, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
-	done := make(chan probe.Flooded)
-	go func() { done <- probe.Flood(flood, addr, 5000) }()
+	wait, err := probe.Flood(flood, addr, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(5 * time.Second) // the flood in full
 	// Ordinary requests meanwhile, each on a new connection, as a new
 	// client's would be.
 	l := probe.Start(ctx, url, probe.Options{Clients: 2, NewConnections: true, Interval: 100 * time.Millisecond})
 	<-flood.Done()
 	l.Stop()
-	f := <-done
+	f, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
 	total, failed := l.Counts()
 	lb, err := s.compose(ctx, "ps", "-q", "lb")
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -245,64 +244,5 @@ func (l *Load) Report(w io.Writer) {
 	errs := l.Errors()
 	for _, e := range slices.Sorted(maps.Keys(errs)) {
 		fmt.Fprintf(w, "  %d × %s\n", errs[e], e)
-	}
-}
-
-// Flooded is what a flood did.
-type Flooded struct {
-	Opened, Cut int // connections opened, and closed by the server
-}
-
-// Flood holds n connections to addr open until ctx is done: half of them
-// trickle a request's headers (1 KiB every 100 ms, up to 15 KiB, and never
-// end them), half send one request and then stay idle (keep-alive). A
-// connection the server closes is opened again, so the flood keeps its n.
-// Every connection goes to addr only, and all stop with ctx.
-func Flood(ctx context.Context, addr string, n int) Flooded {
-	var opened, cut atomic.Int64
-	var wg sync.WaitGroup
-	chunk := "X-Flood-" + strings.Repeat("a", 1000) + ": b\r\n"
-	for i := range n {
-		slow := i%2 == 0
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
-				if err != nil {
-					sleep(ctx, 100*time.Millisecond)
-					continue
-				}
-				opened.Add(1)
-				stop := context.AfterFunc(ctx, func() { c.Close() })
-				if slow {
-					io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: flood\r\n")
-					for i := 0; i < 15 && ctx.Err() == nil; i++ {
-						if _, err := io.WriteString(c, chunk); err != nil {
-							break
-						}
-						sleep(ctx, 100*time.Millisecond)
-					}
-				} else {
-					io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: flood\r\n\r\n")
-				}
-				// Wait until the server closes it (or the flood ends), then
-				// open another a second later, as flood tools keep their count.
-				io.Copy(io.Discard, c)
-				stop()
-				c.Close()
-				if ctx.Err() == nil {
-					cut.Add(1)
-				}
-				sleep(ctx, time.Second)
-			}
-		})
-	}
-	wg.Wait()
-	return Flooded{Opened: int(opened.Load()), Cut: int(cut.Load())}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }
