@@ -62,8 +62,8 @@ const (
 
 // The cap on open connections (see conns.go), from the memory the process
 // may use. Measured with `go test -run TestConnectionMemory -v`: an idle
-// keep-alive connection takes about IDLE KB, one that trickles 15 KB of
-// headers about SLOW KB (Go's heap and stacks, and the kernel's buffers).
+// keep-alive connection takes about 21 KB, one that trickles 15 KB of
+// headers about 36 KB (Go's heap and stacks, and the kernel's buffers).
 // Under a memory limit (GOMEMLIMIT, which the Kubernetes manifest sets from
 // the pod's limit), the cap is what is left after the server's own
 // baseMemory, divided by the worst case, connMemory: 64 MiB gives
