@@ -1,7 +1,6 @@
 package main
 
 import (
-	"container/list"
 	"context"
 	"log/slog"
 	"net"
@@ -12,51 +11,85 @@ import (
 )
 
 // limitedListener caps the number of open connections, so that the memory
-// they take stays bounded whatever the clients do. At the cap, a new
-// connection takes the place of one that does nothing useful: the oldest
-// idle one (keep-alive, between requests), else the oldest one that has
-// been sending a request's headers for over unfinishedGrace (an ordinary
-// client sends them at once). A connection whose request is being
-// answered, or that has only just started its request, is never cut: the
-// new connection waits for room, and is closed if none comes. nginx does
-// much the same when it runs out of worker connections: it closes idle
-// keep-alive connections, and drops the new one when there is none.
+// they take stays bounded whatever the clients do. The policy, in the order
+// admit applies it:
+//
+//  1. Under the cap, a new connection is let in.
+//  2. At the cap, the idle connection (keep-alive, not a byte of its next
+//     request received) whose last answer went out longest ago is closed to
+//     make room.
+//  3. Else, the connection that has spent longest outside a handler is
+//     closed, once that is longer than unfinishedGrace: one sending a
+//     request (its headers, or its next request on a kept-alive
+//     connection, counted from its first byte), or, its handler done, one
+//     sending a body nobody reads or not reading its answer. An ordinary
+//     client is quicker than the grace.
+//  4. A connection whose handler is running is never closed. Else the new
+//     connection waits, the kernel queueing the next clients meanwhile,
+//     until a grace ends or a handler returns, for maxAdmitWait at most;
+//     then it is closed.
+//
+// So a client can hold a slot only while its own request is being
+// answered, which takes microseconds. nginx does much the same when it runs
+// out of worker connections: it closes idle keep-alive connections, and
+// drops the new one when there is none.
+//
+// A connection's state is its own atomic word, changed on every request
+// without a lock; the mutex guards only the set of connections, changed
+// when one opens or closes.
 type limitedListener struct {
 	net.Listener
 	max    int
 	logger *slog.Logger
+	epoch  time.Time // the clock of the connections' states
 
 	mu    sync.Mutex
-	conns list.List // of *conn, the oldest idle or unfinished first
+	conns []*conn // in no order; each knows its index
 
 	cut, refused atomic.Int64 // connections closed at the cap, since the last log line
 	logged       atomic.Int64 // when the last line was logged (UnixNano)
 }
 
-// unfinishedGrace is how long a connection may take to send a request's
-// headers before the cap may cut it: long enough for a client on a slow
-// network, short next to the 5 s header timeout.
+// unfinishedGrace is how long a connection may spend outside a handler in
+// the middle of a request before the cap may cut it: long enough for a
+// client on a slow network, short next to the 5 s header timeout.
 const unfinishedGrace = 500 * time.Millisecond
 
-// conn is one open connection and its place in the list. Its fields are
-// guarded by l.mu.
+// maxAdmitWait bounds how long a new connection waits for room at the cap,
+// looking again every admitPoll.
+const (
+	maxAdmitWait = 2 * time.Second
+	admitPoll    = time.Millisecond
+)
+
+// A connection's state: what it does, and since when (nanoseconds on the
+// listener's clock), packed in one word: since<<2 | what.
+const (
+	sending  = iota // in a request, outside its handler (a candidate after the grace)
+	idle            // between requests (a candidate at once, the longest idle first)
+	answered        // its handler is running: never cut
+	cut             // closed by the cap: its handler must not start
+	whatBits = 2
+	whatMask = 1<<whatBits - 1
+)
+
+// conn is one open connection.
 type conn struct {
 	net.Conn
 	l     *limitedListener
-	elem  *list.Element // nil once closed or cut
-	since time.Time     // when it was accepted or began its last request
-	idle  bool          // between requests
-	busy  bool          // a request is in a handler
+	state atomic.Int64 // since<<whatBits | what
+	index int          // in l.conns, -1 once closed or cut; guarded by l.mu
 }
 
 func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedListener {
-	return &limitedListener{Listener: ln, max: max, logger: logger}
+	return &limitedListener{Listener: ln, max: max, logger: logger, epoch: time.Now()}
 }
 
+// now is the time on the listener's clock, shifted to make room for what.
+func (l *limitedListener) now() int64 { return int64(time.Since(l.epoch)) << whatBits }
+
 // Accept returns the next connection, making room for it if the cap is
-// reached. When no connection may be cut yet, it waits until one may (the
-// kernel queues the next clients meanwhile), for maxAdmitWait at most, and
-// then closes the new connection.
+// reached, or waiting for room as the policy says.
 func (l *limitedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -80,51 +113,73 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 	}
 }
 
-// maxAdmitWait bounds how long a new connection waits for room at the cap.
-const maxAdmitWait = 2 * time.Second
-
-// admit registers c, making room at the cap by cutting a connection that
-// does nothing useful. If there is none yet, it returns nil and how long
-// to wait before one may be.
+// admit registers c, making room at the cap by cutting a connection as the
+// policy says. If none may be cut yet, it returns nil and how long to wait
+// before one may be.
 func (l *limitedListener) admit(c net.Conn) (*conn, time.Duration) {
-	now := time.Now()
 	l.mu.Lock()
 	var victim *conn
-	if l.conns.Len() >= l.max {
-		if victim = l.oldest(func(v *conn) bool { return v.idle }); victim == nil {
-			victim = l.oldest(func(v *conn) bool { return !v.busy })
-			if victim == nil || now.Sub(victim.since) < unfinishedGrace {
-				wait := 10 * time.Millisecond // all busy: they end in microseconds
-				if victim != nil {
-					wait = unfinishedGrace - now.Sub(victim.since)
-				}
-				l.mu.Unlock()
-				return nil, wait
-			}
+	for len(l.conns) >= l.max {
+		v, wait := l.victim()
+		if v == nil {
+			l.mu.Unlock()
+			return nil, wait
 		}
-		l.conns.Remove(victim.elem)
-		victim.elem = nil
+		if s := v.state.Load(); s&whatMask != answered && v.state.CompareAndSwap(s, cut) {
+			l.remove(v)
+			victim = v
+		} // else its handler began meanwhile: look again
 	}
-	tc := &conn{Conn: c, l: l, since: now}
-	tc.elem = l.conns.PushBack(tc)
+	tc := &conn{Conn: c, l: l, index: len(l.conns)}
+	tc.state.Store(l.now() | sending)
+	l.conns = append(l.conns, tc)
 	l.mu.Unlock()
 	if victim != nil {
-		victim.Conn.Close() // the server sees the read fail, and forgets it
+		victim.Conn.Close() // the server sees its read or write fail, and forgets it
 		l.cut.Add(1)
 		l.logAtCap()
 	}
 	return tc, 0
 }
 
-// oldest returns the first connection of the list (the one whose state
-// changed longest ago) that ok accepts, or nil. l.mu is held.
-func (l *limitedListener) oldest(ok func(*conn) bool) *conn {
-	for e := l.conns.Front(); e != nil; e = e.Next() {
-		if c := e.Value.(*conn); ok(c) {
-			return c
+// victim returns the connection to cut (rules 2 and 3), or nil and how long
+// until there may be one (rule 4). l.mu is held.
+func (l *limitedListener) victim() (*conn, time.Duration) {
+	var oldestIdle, oldestSending *conn
+	var idleSince, sendingSince int64
+	for _, c := range l.conns {
+		s := c.state.Load()
+		since := s >> whatBits
+		switch s & whatMask {
+		case idle:
+			if oldestIdle == nil || since < idleSince {
+				oldestIdle, idleSince = c, since
+			}
+		case sending:
+			if oldestSending == nil || since < sendingSince {
+				oldestSending, sendingSince = c, since
+			}
 		}
 	}
-	return nil
+	if oldestIdle != nil {
+		return oldestIdle, 0
+	}
+	if oldestSending == nil {
+		return nil, admitPoll // every one is being answered: that takes microseconds
+	}
+	if left := unfinishedGrace - time.Duration(l.now()>>whatBits-sendingSince); left > 0 {
+		return nil, min(left, admitPoll) // one may become idle or close meanwhile
+	}
+	return oldestSending, 0
+}
+
+// remove takes c out of the set. l.mu is held.
+func (l *limitedListener) remove(c *conn) {
+	last := l.conns[len(l.conns)-1]
+	l.conns[c.index], last.index = last, c.index
+	l.conns[len(l.conns)-1] = nil
+	l.conns = l.conns[:len(l.conns)-1]
+	c.index = -1
 }
 
 // logAtCap logs, at most once a second, how many connections the cap cut
@@ -135,7 +190,7 @@ func (l *limitedListener) logAtCap() {
 	if now-last < int64(time.Second) || !l.logged.CompareAndSwap(last, now) {
 		return
 	}
-	l.logger.Warn("at the connection limit: closed the oldest idle or unfinished connections",
+	l.logger.Warn("at the connection limit: closed idle connections and requests stalled outside a handler",
 		"limit", l.max, "cut", l.cut.Swap(0), "refused", l.refused.Swap(0))
 }
 
@@ -143,49 +198,67 @@ func (l *limitedListener) logAtCap() {
 func (l *limitedListener) open() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.conns.Len()
+	return len(l.conns)
 }
 
-// track is the server's ConnState hook. A connection that begins a request
-// (its headers read) moves to the back of the list, the newest: the list is
-// in the order the connections were last used, which the clients see (the
-// server marks a connection idle only after it has sent the answer). A
-// closed one leaves the list.
+// Read marks an idle connection as sending its next request as soon as a
+// byte of it arrives. (Bytes that came with the previous request, which
+// only pipelining clients send, count from the next read instead.)
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if s := c.state.Load(); s&whatMask == idle {
+			c.state.CompareAndSwap(s, c.l.now()|sending)
+		}
+	}
+	return n, err
+}
+
+// track is the server's ConnState hook: a connection whose answer has gone
+// out is idle, and a closed one leaves the set. (New is when admit took
+// it; Active, when its headers are read, changes nothing: the handler
+// marks the connection answered.)
 func (l *limitedListener) track(nc net.Conn, state http.ConnState) {
 	c, ok := nc.(*conn)
 	if !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c.elem == nil {
-		return // already cut
-	}
 	switch state {
-	case http.StateActive:
-		c.idle, c.since = false, time.Now()
-		l.conns.MoveToBack(c.elem)
 	case http.StateIdle:
-		c.idle, c.busy = true, false
+		c.state.Store(l.now() | idle)
 	case http.StateClosed, http.StateHijacked:
-		l.conns.Remove(c.elem)
-		c.elem = nil
+		l.mu.Lock()
+		if c.index >= 0 {
+			l.remove(c)
+		}
+		l.mu.Unlock()
 	}
 }
 
 // connKey is the request context's key for its connection.
 type connKey struct{}
 
-// busy wraps the server's handler: once a request's headers are read and
-// it is being answered, its connection cannot be cut.
-func (l *limitedListener) busy(h http.Handler) http.Handler {
+// answering wraps the server's handler: while it runs, its connection
+// cannot be cut; once it returns, what is left (a body to drain, an answer
+// the client does not read) has the grace, like a request being sent.
+func (l *limitedListener) answering(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(connKey{}).(*conn); ok {
-			l.mu.Lock()
-			c.busy = true
-			l.mu.Unlock()
+		c, ok := r.Context().Value(connKey{}).(*conn)
+		if !ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		for {
+			s := c.state.Load()
+			if s&whatMask == cut {
+				return // the cap closed it a moment ago: nobody to answer
+			}
+			if c.state.CompareAndSwap(s, answered) {
+				break
+			}
 		}
 		h.ServeHTTP(w, r)
+		c.state.Store(l.now() | sending)
 	})
 }
 

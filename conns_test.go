@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -153,6 +156,7 @@ func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
 		return "web-1", nil
 	}
 	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, blocked)
+	defer close(release) // whatever happens, the handlers return
 	answered := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -166,8 +170,9 @@ func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
 			answered <- err
 		}()
 	}
-	<-inside
-	<-inside
+	for range 2 {
+		receive(t, inside, "a request to reach the handler")
+	}
 	// Both connections are being answered: a third waits for room, and is
 	// closed when none comes.
 	extra, err := net.Dial("tcp", p.addr)
@@ -178,9 +183,10 @@ func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
 	if !closedByServer(extra) {
 		t.Error("a third connection was kept while both others were being answered")
 	}
-	close(release)
+	release <- struct{}{}
+	release <- struct{}{}
 	for range 2 {
-		if err := <-answered; err != nil {
+		if err := receive(t, answered, "an answer"); err != nil {
 			t.Errorf("a request being answered failed: %v", err)
 		}
 	}
@@ -189,36 +195,351 @@ func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
 	}
 }
 
-func TestTheCapFollowsTheMemoryLimit(t *testing.T) {
-	for _, tt := range []struct {
-		limit int64
-		want  int
-	}{
-		{64 << 20, 1024}, // the Kubernetes manifest's limit
-		{128 << 20, 2389},
-		{math.MaxInt64, 10000}, // no limit
-		{1 << 20, 16},          // too small to be of use: still a few
-	} {
-		if got := maxConnsFor(tt.limit); got != tt.want {
-			t.Errorf("maxConnsFor(%d) = %d, want %d", tt.limit, got, tt.want)
+// receive waits for a value from ch, for hang at most: a server that
+// never gets there fails the test instead of hanging the package.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(hang):
+		t.Fatalf("no %s within %v", what, hang)
+		panic("unreachable")
+	}
+}
+
+// trickleBody opens a connection to addr that sends GET /whoami with a
+// body of 100,000 bytes, which the handler does not read, a byte every
+// 100 ms, until the server closes it or the test ends.
+func trickleBody(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range int(hang / (100 * time.Millisecond)) {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := io.WriteString(c, "a"); err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// ordinary makes n requests to p, each on a new connection, and returns
+// the errors.
+func ordinary(p *process, n int) []error {
+	client := &http.Client{Timeout: hang, Transport: &http.Transport{DisableKeepAlives: true}}
+	var errs []error
+	for range n {
+		resp, err := client.Get(p.url("/whoami"))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+func TestAtTheCapATrickledBodyHoldsNoSlot(t *testing.T) {
+	// The handler has answered at once; net/http then drains the body it
+	// did not read, up to the 10 s read time-out. That is no request being
+	// answered: after the grace, the cap may cut it.
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "4"}, nil, os.Hostname)
+	for range 4 {
+		trickleBody(t, p.addr)
+	}
+	time.Sleep(100 * time.Millisecond) // their handlers have run
+	if errs := ordinary(p, 10); len(errs) > 0 {
+		t.Errorf("%d of 10 ordinary requests failed while 4 clients trickled bodies at a cap of 4: %v", len(errs), errs)
+	}
+	wantCut(t, p)
+}
+
+// wantCut checks that the cap cut a connection to make room, as its first
+// log line says.
+func wantCut(t *testing.T, p *process) {
+	t.Helper()
+	if line := p.waitFor(t, "at the connection limit"); !strings.Contains(line, "cut=1 refused=0") {
+		t.Errorf("log line %q: want cut=1 refused=0", line)
+	}
+}
+
+func TestAtTheCapAClientThatDoesNotReadItsAnswersHoldsNoSlot(t *testing.T) {
+	// Pipelined requests, their answers never read: once the socket's
+	// buffers are full, the server is stuck writing an answer, after its
+	// handler. After the grace, the cap may cut it.
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	requests := strings.Repeat("GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 200_000) // 7 MB, for 36 MB of answers
+	for range 2 {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(hang))
+		go io.WriteString(c, requests) // ends when the server closes it
+	}
+	time.Sleep(time.Second) // the buffers fill
+	if errs := ordinary(p, 10); len(errs) > 0 {
+		t.Errorf("%d of 10 ordinary requests failed while 2 clients read none of their answers at a cap of 2: %v", len(errs), errs)
+	}
+	wantCut(t, p)
+}
+
+func TestAtTheCapAKeptAliveConnectionThatBeganItsNextRequestIsNotIdle(t *testing.T) {
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "3"}, nil, os.Hostname)
+	reused, r := keepAlive(t, p.addr) // the oldest idle connection
+	idle, _ := keepAlive(t, p.addr)
+	keepAlive(t, p.addr)
+	// The reused connection sends the first line of its next request: it
+	// is no longer idle. A fourth connection takes the place of the other
+	// idle one used longest ago.
+	if _, err := io.WriteString(reused, "GET /whoami HTTP/1.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	keepAlive(t, p.addr)
+	if !closedByServer(idle) {
+		t.Error("the idle connection used longest ago is still open")
+	}
+	if _, err := io.WriteString(reused, "Host: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := readAnswer(reused, r); err != nil {
+		t.Errorf("the kept-alive connection that had begun its next request was cut: %v", err)
+	}
+}
+
+func TestAKeptAliveConnectionsGraceCountsFromItsFirstByte(t *testing.T) {
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	reused, r := keepAlive(t, p.addr)
+	time.Sleep(unfinishedGrace + 100*time.Millisecond) // idle longer than the grace
+	slow := unfinished(t, p.addr)
+	time.Sleep(100 * time.Millisecond)
+	if _, err := io.WriteString(reused, "GET /whoami HTTP/1.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // for the server to read it
+	// Neither is idle, and both began within the grace: a new connection
+	// waits until the slow one, which began first, has had its grace.
+	c, cr := keepAlive(t, p.addr)
+	if !closedByServer(slow) {
+		t.Error("the connection that began sending first is still open")
+	}
+	if _, err := io.WriteString(reused, "Host: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := readAnswer(reused, r); err != nil {
+		t.Errorf("the kept-alive connection was cut %v after its first byte, within its grace: %v", 100*time.Millisecond, err)
+	}
+	if err := get(c, cr); err != nil {
+		t.Errorf("the new connection: %v", err)
+	}
+}
+
+// readAnswer reads a 200 answer from r.
+func readAnswer(c net.Conn, r *bufio.Reader) error {
+	c.SetReadDeadline(time.Now().Add(hang))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+		return fmt.Errorf("status %d, %v", resp.StatusCode, err)
+	}
+	return nil
+}
+
+func TestClosedConnectionsLeaveTheCap(t *testing.T) {
+	// More connections than the cap, each closed after its answer: each
+	// one that closes must give its slot back, or the server stops
+	// accepting once the cap is reached.
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	if errs := ordinary(p, 10); len(errs) > 0 {
+		t.Fatalf("%d of 10 requests with Connection: close failed at a cap of 2: %v", len(errs), errs)
+	}
+	if line := p.stderr.String(); strings.Contains(line, "at the connection limit") {
+		t.Errorf("connections closed one after another reached the cap of 2:\n%s", line)
+	}
+}
+
+func TestTheCountOfOpenConnectionsReturnsToZero(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ln := newCappedServer(tcp, 4, newHandler(os.Hostname, discardLogger()), discardLogger())
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + tcp.Addr().String() + "/whoami"
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 16 {
+		wg.Go(func() {
+			// Half close their connection after each answer, half keep it
+			// alive and close it at the end.
+			client := &http.Client{Timeout: hang, Transport: &http.Transport{DisableKeepAlives: i%2 == 0}}
+			defer client.CloseIdleConnections()
+			for range 20 {
+				resp, err := client.Get(url)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of 320 requests failed", n)
+	}
+	for deadline := time.Now().Add(hang); ln.open() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still counted open %v after every client closed", ln.open(), hang)
 		}
 	}
 }
 
-func TestTheCapComesFromTheFlagThenMAX_CONNS(t *testing.T) {
+func TestTheCapLogsAtMostOnceASecond(t *testing.T) {
+	var logs syncBuffer
+	l := newLimitedListener(nil, 8, slog.New(slog.NewTextHandler(&logs, nil)))
+	l.cut.Add(1)
+	l.logAtCap()
+	l.cut.Add(1)
+	l.logAtCap() // within the second: counted, not logged
+	l.refused.Add(1)
+	l.logAtCap()
+	if n := strings.Count(logs.String(), "at the connection limit"); n != 1 {
+		t.Fatalf("%d lines within a second, want 1:\n%s", n, logs.String())
+	}
+	time.Sleep(time.Second + 50*time.Millisecond)
+	l.logAtCap()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a second line once a second has passed, got:\n%s", logs.String())
+	}
+	for i, want := range []string{"limit=8 cut=1 refused=0", "limit=8 cut=1 refused=1"} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d %q: want %q (what happened since the line before)", i+1, lines[i], want)
+		}
+	}
+}
+
+// cgroupV1 lays out under a new directory a process's cgroup as a
+// container sees it under cgroup v1: its own cgroup mounted at the top of
+// the memory hierarchy, under a path it cannot see.
+func cgroupV1(t *testing.T, limit string) string {
+	root := t.TempDir()
+	write(t, root, "proc/self/cgroup", "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n")
+	write(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", limit+"\n")
+	return root
+}
+
+// cgroupV2 lays out a process's cgroup as a container sees it under cgroup
+// v2, in a cgroup namespace of its own.
+func cgroupV2(t *testing.T, limit string) string {
+	root := t.TempDir()
+	write(t, root, "proc/self/cgroup", "0::/\n")
+	write(t, root, "sys/fs/cgroup/memory.max", limit+"\n")
+	return root
+}
+
+func write(t *testing.T, root, name, content string) {
+	t.Helper()
+	f := filepath.Join(root, name)
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
+	// The expected caps are what TestConnectionMemory measured a connection
+	// to cost at worst (36 KB, one that trickles 15 KB of headers), with
+	// room to spare: at 64 MiB, 614 such connections take 22 MB, and the
+	// container peaked at 70% of its limit under the floods of
+	// imagetest/faults_test.go.
+	for _, tt := range []struct {
+		name, root           string
+		wantConns            int
+		wantGo               int64
+		wantFrom, wantGoFrom string
+	}{
+		{"cgroup v1, the pod's 64 MiB", cgroupV1(t, "67108864"), 614, 46976204, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v2, the pod's 64 MiB", cgroupV2(t, "67108864"), 614, 46976204, "/sys/fs/cgroup/memory.max", "memory_limit"},
+		{"cgroup v2, 256 MiB", cgroupV2(t, "268435456"), 3481, 187904819, "/sys/fs/cgroup/memory.max", "memory_limit"},
+		{"cgroup v1, 16 MiB: too small to be of use, still a few", cgroupV1(t, "16777216"), 16, 11744051, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v1, no limit", cgroupV1(t, "9223372036854771712"), 10000, math.MaxInt64, "none", "none"},
+		{"cgroup v2, no limit", cgroupV2(t, "max"), 10000, math.MaxInt64, "none", "none"},
+		{"no cgroup file system", t.TempDir(), 10000, math.MaxInt64, "none", "none"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lim, err := sizeLimits(0, env(nil), tt.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lim.maxConns != tt.wantConns || lim.goMemory != tt.wantGo || lim.memoryFrom != tt.wantFrom || lim.goMemoryFrom != tt.wantGoFrom {
+				t.Errorf("cap %d, Go's limit %d from %s, the limit from %s; want %d, %d from %s, %s",
+					lim.maxConns, lim.goMemory, lim.goMemoryFrom, lim.memoryFrom, tt.wantConns, tt.wantGo, tt.wantGoFrom, tt.wantFrom)
+			}
+		})
+	}
+}
+
+func TestTheCapComesFromTheFlagThenMAX_CONNSThenTheMemoryLimit(t *testing.T) {
+	pod := cgroupV1(t, "67108864")
+	for _, tt := range []struct {
+		name     string
+		flag     int
+		vars     map[string]string
+		want     int
+		wantFrom string
+	}{
+		{"the flag", 7, map[string]string{"MAX_CONNS": "9"}, 7, "-max-conns"},
+		{"MAX_CONNS", 0, map[string]string{"MAX_CONNS": "9"}, 9, "MAX_CONNS"},
+		{"the memory limit", 0, nil, 614, "go_memory_limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lim, err := sizeLimits(tt.flag, env(tt.vars), pod)
+			if err != nil || lim.maxConns != tt.want || lim.maxConnsFrom != tt.wantFrom {
+				t.Errorf("cap %d from %s, %v; want %d from %s", lim.maxConns, lim.maxConnsFrom, err, tt.want, tt.wantFrom)
+			}
+		})
+	}
+}
+
+func TestTheStartupLineSaysWhichLimitsItFound(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		args []string
 		vars map[string]string
 		want string
 	}{
-		{"the flag", []string{"-max-conns", "7"}, map[string]string{"MAX_CONNS": "9"}, "max_conns=7"},
-		{"MAX_CONNS", nil, map[string]string{"MAX_CONNS": "9"}, "max_conns=9"},
+		{"the flag", []string{"-max-conns", "7"}, map[string]string{"MAX_CONNS": "9"}, "max_conns=7 max_conns_from=-max-conns"},
+		{"MAX_CONNS", nil, map[string]string{"MAX_CONNS": "9"}, "max_conns=9 max_conns_from=MAX_CONNS"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := start(t, append([]string{"-addr", "127.0.0.1:0"}, tt.args...), tt.vars, os.Hostname)
-			if line := p.waitFor(t, "whoami listening"); !strings.Contains(line, tt.want) {
-				t.Errorf("log line %q: want %s", line, tt.want)
+			if line := p.waitFor(t, "whoami listening"); !strings.Contains(line, tt.want) || !strings.Contains(line, " memory_limit_from=") {
+				t.Errorf("log line %q: want %s, and where the memory limit came from", line, tt.want)
 			}
 		})
 	}
@@ -226,17 +547,19 @@ func TestTheCapComesFromTheFlagThenMAX_CONNS(t *testing.T) {
 
 func TestShutdownCutsStuckClientsAndSucceeds(t *testing.T) {
 	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
-	// Half a header (cut by the 5 s header time-out, at the latest when the
-	// grace ends); and a whole header with half a body, which the server
+	// Two clients with a whole header and half a body, which the server
 	// waits for before it sends its answer (and reads the next request), up
 	// to the 10 s read time-out: longer than the grace.
-	unfinished(t, p.addr)
-	body, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
+	var stuck []net.Conn
+	for range 2 {
+		body, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer body.Close()
+		io.WriteString(body, "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+		stuck = append(stuck, body)
 	}
-	defer body.Close()
-	io.WriteString(body, "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
 	time.Sleep(100 * time.Millisecond) // for the server to read what was sent
 
 	t0 := time.Now()
@@ -244,14 +567,16 @@ func TestShutdownCutsStuckClientsAndSucceeds(t *testing.T) {
 	if err := p.wait(); err != nil {
 		t.Fatalf("run returned %v, want nil: stopping is not a failure", err)
 	}
-	if !closedByServer(body) {
-		t.Error("the client with half a body is still connected after run returned")
+	for _, c := range stuck {
+		if !closedByServer(c) {
+			t.Error("a client with half a body is still connected after run returned")
+		}
 	}
 	if took := time.Since(t0); took < shutdownTimeout || took > shutdownTimeout+2*time.Second {
 		t.Errorf("stopped %v after the signal, want the %v grace and little more", took, shutdownTimeout)
 	}
 	logs := p.stderr.String()
-	order := []string{`msg="whoami shutting down"`, `level=WARN msg="whoami cut the connections still open after the shutdown grace" connections=`, `msg="whoami stopped"`}
+	order := []string{`msg="whoami shutting down"`, `level=WARN msg="whoami cut the connections still open after the shutdown grace" connections=2 grace=5s`, `msg="whoami stopped"`}
 	at := 0
 	for _, line := range order {
 		i := strings.Index(logs[at:], line)

@@ -61,26 +61,25 @@ const (
 )
 
 // The cap on open connections (see conns.go), from the memory the process
-// may use. Measured with `go test -run TestConnectionMemory -v`: an idle
-// keep-alive connection takes about 21 KB, one that trickles 15 KB of
-// headers about 36 KB (Go's heap and stacks, and the kernel's buffers).
-// Under a memory limit (GOMEMLIMIT, which the Kubernetes manifest sets from
-// the pod's limit), the cap is what is left after the server's own
-// baseMemory, divided by the worst case, connMemory: 64 MiB gives
-// (64 - 16) MiB / 48 KiB = 1024 connections.
+// may use. When GOMEMLIMIT is unset, the service finds its container's
+// memory limit itself (memory.go) and sets Go's soft limit to goMemoryShare
+// of it: the rest is headroom for what the Go runtime does not count (the
+// binary's pages, the kernel's buffers) and for the runtime's own overshoot.
+// The cap is then what is left of Go's limit after the server's own
+// baseMemory, divided by the worst case per connection, connMemory, which
+// TestConnectionMemory measures (idle and header-trickling connections) and
+// holds the cost to.
 const (
+	goMemoryShare   = 0.7      // of the container's limit, for Go's soft limit
 	connMemory      = 48 << 10 // bytes per connection, the worst case measured, rounded up
 	baseMemory      = 16 << 20 // the server's own, and room for the garbage collector
-	defaultMaxConns = 10000    // with no memory limit: about 480 MB at the worst
+	defaultMaxConns = 10000    // with no memory limit
 )
 
-// maxConnsFor returns the cap on connections for a memory limit in bytes
-// (math.MaxInt64: none).
-func maxConnsFor(limit int64) int {
-	if limit == math.MaxInt64 {
-		return defaultMaxConns
-	}
-	return int(max((limit-baseMemory)/connMemory, 16))
+// maxConnsFor returns the cap on connections for Go's memory limit in
+// bytes.
+func maxConnsFor(goLimit int64) int {
+	return int(max((goLimit-baseMemory)/connMemory, 16))
 }
 
 func main() {
@@ -99,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
 	addrFlag := fs.String("addr", "", `listen address (default ":8080", or ":$PORT" when PORT is set)`)
-	maxConnsFlag := fs.Int("max-conns", 0, "most connections open at once (default MAX_CONNS, else from GOMEMLIMIT, else 10000)")
+	maxConnsFlag := fs.Int("max-conns", 0, "most connections open at once (default MAX_CONNS, else from the memory limit, else 10000)")
 	healthcheck := fs.Bool("healthcheck", false, "probe the server on the configured port: exit 0 if it answers 200, 1 otherwise")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -126,9 +125,17 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return probe(ctx, addr)
 	}
 
-	maxConns, err := connLimit(*maxConnsFlag, getenv)
+	maxConnsSet := false
+	fs.Visit(func(f *flag.Flag) { maxConnsSet = maxConnsSet || f.Name == "max-conns" })
+	if maxConnsSet && *maxConnsFlag < 1 {
+		return fmt.Errorf("invalid -max-conns %d: must be a positive number", *maxConnsFlag)
+	}
+	lim, err := sizeLimits(*maxConnsFlag, getenv, "/")
 	if err != nil {
 		return err
+	}
+	if lim.goMemoryFrom != "GOMEMLIMIT" && lim.goMemory != math.MaxInt64 {
+		debug.SetMemoryLimit(lim.goMemory)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -139,12 +146,13 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	ln := newLimitedListener(tcp, maxConns, logger)
-	srv := newServer(ln.busy(newHandler(hostname, logger)), logger)
-	srv.ConnState, srv.ConnContext = ln.track, connContext
+	srv, ln := newCappedServer(tcp, lim.maxConns, newHandler(hostname, logger), logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version, "max_conns", maxConns)
+	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version,
+		"max_conns", lim.maxConns, "max_conns_from", lim.maxConnsFrom,
+		"memory_limit", lim.memory, "memory_limit_from", lim.memoryFrom,
+		"go_memory_limit", lim.goMemory, "go_memory_limit_from", lim.goMemoryFrom)
 
 	select {
 	case err := <-served:
@@ -166,23 +174,46 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	return nil
 }
 
-// connLimit picks the cap on open connections: the -max-conns flag if
-// given, else MAX_CONNS if set, else from the memory limit (GOMEMLIMIT).
-func connLimit(flagMax int, getenv func(string) string) (int, error) {
-	if flagMax < 0 {
-		return 0, fmt.Errorf("invalid -max-conns %d: must be a positive number", flagMax)
+// limits are the figures the service sizes itself by, and where each came
+// from, as the startup log line shows them.
+type limits struct {
+	memory       int64  // the container's memory limit in bytes; 0: none found
+	memoryFrom   string // the cgroup file it was read from, or "none"
+	goMemory     int64  // Go's soft memory limit (math.MaxInt64: none)
+	goMemoryFrom string // "GOMEMLIMIT", "memory_limit" or "none"
+	maxConns     int    // the cap on open connections
+	maxConnsFrom string // "-max-conns", "MAX_CONNS", "go_memory_limit" or "default"
+}
+
+// sizeLimits works out the limits. Go's soft memory limit: GOMEMLIMIT if
+// set (the runtime has read it), else goMemoryShare of the memory limit of
+// the cgroup found under root ("/" but in tests), else none. The cap: the
+// -max-conns flag if given (above 0: run refuses less), else MAX_CONNS if
+// set, else from Go's limit, else defaultMaxConns.
+func sizeLimits(flagMax int, getenv func(string) string, root string) (limits, error) {
+	lim := limits{memoryFrom: "none", goMemory: math.MaxInt64, goMemoryFrom: "none"}
+	if n, file, ok := cgroupMemoryLimit(root); ok {
+		lim.memory, lim.memoryFrom = n, file
+		lim.goMemory, lim.goMemoryFrom = int64(float64(n)*goMemoryShare), "memory_limit"
 	}
-	if flagMax > 0 {
-		return flagMax, nil
+	if getenv("GOMEMLIMIT") != "" {
+		lim.goMemory, lim.goMemoryFrom = debug.SetMemoryLimit(-1), "GOMEMLIMIT"
 	}
-	if s := getenv("MAX_CONNS"); s != "" {
+	switch s := getenv("MAX_CONNS"); {
+	case flagMax > 0:
+		lim.maxConns, lim.maxConnsFrom = flagMax, "-max-conns"
+	case s != "":
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return 0, fmt.Errorf("invalid MAX_CONNS %q: must be a positive number", s)
+			return lim, fmt.Errorf("invalid MAX_CONNS %q: must be a positive number", s)
 		}
-		return n, nil
+		lim.maxConns, lim.maxConnsFrom = n, "MAX_CONNS"
+	case lim.goMemory == math.MaxInt64:
+		lim.maxConns, lim.maxConnsFrom = defaultMaxConns, "default"
+	default:
+		lim.maxConns, lim.maxConnsFrom = maxConnsFor(lim.goMemory), "go_memory_limit"
 	}
-	return maxConnsFor(debug.SetMemoryLimit(-1)), nil
+	return lim, nil
 }
 
 // listenAddr picks the address to listen on: the -addr flag if given, else
@@ -219,6 +250,15 @@ func newServer(h http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// newCappedServer returns the server with the limits above, serving h on
+// ln with the cap on connections; serve it on the listener it returns.
+func newCappedServer(ln net.Listener, maxConns int, h http.Handler, logger *slog.Logger) (*http.Server, *limitedListener) {
+	capped := newLimitedListener(ln, maxConns, logger)
+	srv := newServer(capped.answering(h), logger)
+	srv.ConnState, srv.ConnContext = capped.track, connContext
+	return srv, capped
 }
 
 // newHandler returns every route of the service. The mux answers 405 with an

@@ -87,7 +87,10 @@ func TestMainFailsWithStatus1AndOneLineOnStderr(t *testing.T) {
 		{"a PORT too large", []string{"PORT=65536"}, nil, "whoami: invalid PORT \"65536\": must be a number from 1 to 65535\n"},
 		{"PORT 0", []string{"PORT=0"}, nil, "whoami: invalid PORT \"0\": must be a number from 1 to 65535\n"},
 		{"a negative -max-conns", nil, []string{"-max-conns", "-1"}, "whoami: invalid -max-conns -1: must be a positive number\n"},
+		{"a -max-conns of 0", nil, []string{"-max-conns", "0"}, "whoami: invalid -max-conns 0: must be a positive number\n"},
 		{"a MAX_CONNS that is no number", []string{"MAX_CONNS=many"}, nil, "whoami: invalid MAX_CONNS \"many\": must be a positive number\n"},
+		{"a MAX_CONNS of 0", []string{"MAX_CONNS=0"}, nil, "whoami: invalid MAX_CONNS \"0\": must be a positive number\n"},
+		{"a negative MAX_CONNS", []string{"MAX_CONNS=-3"}, nil, "whoami: invalid MAX_CONNS \"-3\": must be a positive number\n"},
 		{"a port in use", nil, []string{"-addr", busy.Addr().String()}, "whoami: listen tcp " + busy.Addr().String() + ": bind: address already in use\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,8 +119,15 @@ func TestMainPrintsHelpAndVersionOnStdout(t *testing.T) {
 // its address and its log, once it listens.
 func serve(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
+	return serveWith(t, nil, args...)
+}
+
+// serveWith is serve with env added to the binary's environment.
+func serveWith(t *testing.T, env []string, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
 	addr := "127.0.0.1:" + reservePort(t)
 	cmd := exec.Command(binary(t), append([]string{"-addr", addr}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -245,5 +255,23 @@ func TestHealthcheckProbesTheHostThatAddrNames(t *testing.T) {
 	}
 	if err := probeAt(":" + portOf(p.addr)); err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+portOf(p.addr)) {
 		t.Errorf("-addr :%s: %v, want a refusal at 127.0.0.1", portOf(p.addr), err)
+	}
+}
+
+func TestGOMEMLIMITSetsTheCap(t *testing.T) {
+	// The runtime reads GOMEMLIMIT when the process starts: only the binary
+	// shows it. 64 MiB is what the pod's limit gave when the manifest set
+	// GOMEMLIMIT to it: 1,024 connections of at most 48 KiB, measured
+	// (TestConnectionMemory), after the server's own 16 MiB.
+	for _, tt := range []struct{ value, want string }{
+		{"64MiB", "max_conns=1024 max_conns_from=go_memory_limit"},
+		{"off", "max_conns=10000 max_conns_from=default"},
+	} {
+		t.Run(tt.value, func(t *testing.T) {
+			_, _, logs := serveWith(t, []string{"GOMEMLIMIT=" + tt.value})
+			if line := logs.String(); !strings.Contains(line, tt.want) || !strings.Contains(line, "go_memory_limit_from=GOMEMLIMIT") {
+				t.Errorf("GOMEMLIMIT=%s: log %q, want %s from GOMEMLIMIT", tt.value, line, tt.want)
+			}
+		})
 	}
 }
