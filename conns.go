@@ -53,7 +53,7 @@ type limitedListener struct {
 // unfinishedGrace is how long a connection may spend outside a handler in
 // the middle of a request before the cap may cut it: long enough for a
 // client on a slow network, short next to the 5 s header timeout.
-const unfinishedGrace = 500 * time.Millisecond
+const unfinishedGrace = 100 * time.Millisecond
 
 // maxAdmitWait bounds how long a new connection waits for room at the cap,
 // looking again every admitPoll.
@@ -79,7 +79,19 @@ type conn struct {
 	l     *limitedListener
 	state atomic.Int64 // since<<whatBits | what
 	index int          // in l.conns, -1 once closed or cut; guarded by l.mu
+
+	// The write deadline the server asked for, and the one set on the
+	// socket. Only the connection's own goroutine writes and sets it.
+	wantWrite, setWrite time.Time
 }
+
+// writeSlack is how late a write deadline may fire. The server moves the
+// deadline at every request (writeTimeout from its headers) and clears it
+// after the answer: each is a timer operation, a tenth of what the server
+// spends on a request beyond the bare program's. Set on the socket
+// writeSlack later than asked, at the first write, the deadline holds for
+// every request of the next writeSlack.
+const writeSlack = time.Second
 
 func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedListener {
 	return &limitedListener{Listener: ln, max: max, logger: logger, epoch: time.Now()}
@@ -214,6 +226,34 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// SetWriteDeadline records the deadline; Write sets it on the socket.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.wantWrite = t
+	return nil
+}
+
+// SetDeadline sets both deadlines, the write one as SetWriteDeadline does.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.wantWrite = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Write sets the write deadline asked for on the socket first, unless the
+// one there already fires at most writeSlack after it.
+func (c *conn) Write(p []byte) (int, error) {
+	want, set := c.wantWrite, c.setWrite
+	if want.IsZero() != set.IsZero() || set.Before(want) || set.Sub(want) > writeSlack {
+		if !want.IsZero() {
+			want = want.Add(writeSlack)
+		}
+		if err := c.Conn.SetWriteDeadline(want); err != nil {
+			return 0, err
+		}
+		c.setWrite = want
+	}
+	return c.Conn.Write(p)
+}
+
 // track is the server's ConnState hook: a connection whose answer has gone
 // out is idle, and a closed one leaves the set. (New is when admit took
 // it; Active, when its headers are read, changes nothing: the handler
@@ -225,7 +265,8 @@ func (l *limitedListener) track(nc net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateIdle:
-		c.state.Store(l.now() | idle)
+		// Idle since the handler returned: the answer went out just after.
+		c.state.Store(c.state.Load()&^whatMask | idle)
 	case http.StateClosed, http.StateHijacked:
 		l.mu.Lock()
 		if c.index >= 0 {

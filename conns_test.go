@@ -299,6 +299,26 @@ func TestAtTheCapAClientThatDoesNotReadItsAnswersHoldsNoSlot(t *testing.T) {
 	wantCut(t, p)
 }
 
+func TestAClientThatDoesNotReadItsAnswersIsDroppedAfterTheWriteTimeout(t *testing.T) {
+	// No cap in sight: the write time-out alone drops it, at most
+	// writeSlack late.
+	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Whole requests only (ended when the connection is), so that no
+	// header time-out closes it instead.
+	go io.WriteString(c, strings.Repeat("GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 200_000)) // 7 MB, for 36 MB of answers
+	time.Sleep(writeTimeout + writeSlack + time.Second)
+	// Dropped: once what the buffers hold is read, the connection ends.
+	c.SetReadDeadline(time.Now().Add(hang))
+	if _, err := io.Copy(io.Discard, c); isTimeout(err) {
+		t.Fatalf("still connected %v after it stopped reading its answers", writeTimeout+writeSlack+time.Second+hang)
+	}
+}
+
 func TestAtTheCapAKeptAliveConnectionThatBeganItsNextRequestIsNotIdle(t *testing.T) {
 	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "3"}, nil, os.Hostname)
 	reused, r := keepAlive(t, p.addr) // the oldest idle connection
@@ -590,8 +610,9 @@ func TestShutdownCutsStuckClientsAndSucceeds(t *testing.T) {
 // TestConnectionMemory measures what a connection costs the server, run as
 // a process of its own: the resident memory it gains with 1,000 idle
 // keep-alive connections, then with 1,000 more that have sent 15 KB of
-// headers and no end. The cap on connections assumes connMemory for each:
-// the measure must stay under it.
+// headers and no end, then with 1,000 more that have sent 1 KB of a
+// 100 KB body. The cap on connections assumes connMemory for each: the
+// measure must stay under it.
 func TestConnectionMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary: not in -short")
@@ -655,10 +676,17 @@ func TestConnectionMemory(t *testing.T) {
 		}
 	}
 	slow := rss()
-	perIdle, perSlow := (idle-base)/n, (slow-idle)/n
-	t.Logf("resident memory: %.1f MB with no connection; %.1f KB more per idle keep-alive connection, %.1f KB per connection that sent 15 KB of headers",
-		float64(base)/1e6, float64(perIdle)/1024, float64(perSlow)/1024)
-	for name, per := range map[string]int64{"an idle connection": perIdle, "a slow connection": perSlow} {
+	for range n {
+		c := unfinished(t, addr)
+		if _, err := io.WriteString(c, "a\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("b", 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := rss()
+	perIdle, perSlow, perBody := (idle-base)/n, (slow-idle)/n, (body-slow)/n
+	t.Logf("resident memory: %.1f MB with no connection; %.1f KB more per idle keep-alive connection, %.1f KB per connection that sent 15 KB of headers, %.1f KB per connection sending a body",
+		float64(base)/1e6, float64(perIdle)/1024, float64(perSlow)/1024, float64(perBody)/1024)
+	for name, per := range map[string]int64{"an idle connection": perIdle, "a slow connection": perSlow, "a connection sending a body": perBody} {
 		if per > connMemory {
 			t.Errorf("%s takes %d bytes, more than connMemory (%d): the cap would let the memory limit be exceeded", name, per, connMemory)
 		}

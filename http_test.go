@@ -881,3 +881,60 @@ func roundTrip(t *testing.T, addr, request string) string {
 	}
 	return string(b)
 }
+
+// BenchmarkServe measures the whole server over loopback, as make bench's
+// wrk does, against the tutorial's bare program: conns keep-alive
+// connections share b.N requests of GET /whoami. The clients run in this
+// process too, alike for both: compare the two, and profile with
+// -cpuprofile to see where whoami's time goes.
+func BenchmarkServe(b *testing.B) {
+	tutorial := func(ln net.Listener) (*http.Server, net.Listener) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+			host, _ := os.Hostname()
+			io.WriteString(w, host)
+		})
+		return &http.Server{Handler: mux}, ln
+	}
+	whoami := func(ln net.Listener) (*http.Server, net.Listener) {
+		return newCappedServer(ln, defaultMaxConns, newHandler(os.Hostname, discardLogger()), discardLogger())
+	}
+	for _, server := range []struct {
+		name string
+		new  func(net.Listener) (*http.Server, net.Listener)
+	}{{"tutorial", tutorial}, {"whoami", whoami}} {
+		for _, conns := range []int{1, 64, 256} {
+			b.Run(fmt.Sprintf("%s/conns=%d", server.name, conns), func(b *testing.B) {
+				tcp, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				srv, ln := server.new(tcp)
+				go srv.Serve(ln)
+				defer srv.Close()
+				var left atomic.Int64
+				left.Store(int64(b.N))
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range conns {
+					wg.Go(func() {
+						c, err := net.Dial("tcp", tcp.Addr().String())
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						defer c.Close()
+						r := bufio.NewReader(c)
+						for left.Add(-1) >= 0 {
+							if err := request(c, r); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+			})
+		}
+	}
+}

@@ -152,7 +152,7 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	}
 	flood, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
-	wait, err := probe.Flood(flood, addr, 5000)
+	wait, err := probe.Flood(flood, addr, 5000, probe.Mixed)
 	if err != nil {
 		t.Fatal(err)
 	}

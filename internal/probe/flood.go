@@ -1,17 +1,22 @@
 package probe
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -20,22 +25,56 @@ type Flooded struct {
 	Opened, Cut int // connections opened, and closed by the server
 }
 
-// floodEnv carries addr, n and the deadline to the flood's own process.
+// A FloodKind is what the connections of a flood do.
+type FloodKind string
+
+// The kinds of flood: each is a way to hold a connection open while
+// costing the client little.
+const (
+	// Headers trickles a request's headers, 1 KiB every 100 ms, up to
+	// 15 KiB, and never ends them.
+	Headers FloodKind = "headers"
+	// Idle sends one request, reads the answer, and stays open (keep-alive).
+	Idle FloodKind = "idle"
+	// Body sends GET /whoami with a body of 100,000 bytes, a byte every
+	// 100 ms: the handler answers at once, the server drains the body.
+	Body FloodKind = "body"
+	// NextRequest sends one request, reads the answer, then trickles the
+	// next one on the same connection, a header line every 100 ms.
+	NextRequest FloodKind = "next-request"
+	// Mixed gives each kind above to one connection in four.
+	Mixed FloodKind = "mixed"
+	// Unread pipelines 1,000 requests with a small receive buffer, reads
+	// none of the answers, and waits: the server is stuck writing an
+	// answer. It is a flood of requests as much as of connections: each
+	// connection makes the server answer a hundred requests or so first.
+	Unread FloodKind = "unread"
+)
+
+// FloodKinds are the kinds a flood can be of.
+var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, Mixed, Unread}
+
+// holders are the kinds of a Mixed flood.
+var holders = []FloodKind{Headers, Idle, Body, NextRequest}
+
+// floodEnv carries addr, n, the deadline and the kind to the flood's own
+// process.
 const floodEnv = "WHOAMI_PROBE_FLOOD"
 
-// Flood starts a flood of n connections to addr that ends at ctx's
-// deadline, and returns at once; wait returns what it did once it has
-// ended. Half of the connections trickle a request's headers (1 KiB every
-// 100 ms, up to 15 KiB, and never end them), half send one request and
-// then stay idle (keep-alive). A connection the server closes is opened
-// again, so the flood keeps its n. Every connection goes to addr only.
+// Flood starts a flood of n connections of a kind to addr that ends at
+// ctx's deadline, and returns at once; wait returns what it did once it
+// has ended. A connection the server closes is opened again a second
+// later, so the flood keeps its n. Every connection goes to addr only.
 //
 // The flood runs in a process of its own: the test binary again, which
 // RunFlood in its TestMain turns into the flood. Its thousands of
 // goroutines would otherwise starve the caller's own ordinary clients (a
 // client held up for half a second looks like a slow attacker to the
 // server): an attacker and a client are not one program.
-func Flood(ctx context.Context, addr string, n int) (wait func() (Flooded, error), err error) {
+func Flood(ctx context.Context, addr string, n int, kind FloodKind) (wait func() (Flooded, error), err error) {
+	if !slices.Contains(FloodKinds, kind) {
+		return nil, fmt.Errorf("probe.Flood: no flood of kind %q", kind)
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return nil, fmt.Errorf("probe.Flood: ctx has no deadline")
@@ -50,7 +89,7 @@ func Flood(ctx context.Context, addr string, n int) (wait func() (Flooded, error
 	})
 	var out, errOut bytes.Buffer
 	cmd := exec.CommandContext(kill, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", floodEnv, addr, n, deadline.UnixNano()))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %s", floodEnv, addr, n, deadline.UnixNano(), kind))
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
 		stop()
@@ -82,58 +121,116 @@ func RunFlood() {
 	var addr string
 	var n int
 	var deadline int64
-	if _, err := fmt.Sscan(spec, &addr, &n, &deadline); err != nil {
+	var kind FloodKind
+	if _, err := fmt.Sscan(spec, &addr, &n, &deadline, &kind); err != nil {
 		fmt.Fprintf(os.Stderr, "probe: %s=%q: %v\n", floodEnv, spec, err)
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, deadline))
-	f := flood(ctx, addr, n)
+	f := flood(ctx, addr, n, kind)
 	cancel()
 	json.NewEncoder(os.Stdout).Encode(f)
 	os.Exit(0)
 }
 
 // flood is Flood, in this process.
-func flood(ctx context.Context, addr string, n int) Flooded {
+func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
 	var opened, cut atomic.Int64
 	var wg sync.WaitGroup
-	chunk := "X-Flood-" + strings.Repeat("a", 1000) + ": b\r\n"
 	for i := range n {
-		slow := i%2 == 0
+		k := kind
+		if k == Mixed {
+			k = holders[i%len(holders)]
+		}
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+				c, err := (&net.Dialer{Timeout: 5 * time.Second, Control: smallReceiveBuffer(k)}).DialContext(ctx, "tcp", addr)
 				if err != nil {
 					sleep(ctx, 100*time.Millisecond)
 					continue
 				}
 				opened.Add(1)
 				stop := context.AfterFunc(ctx, func() { c.Close() })
-				if slow {
-					io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: flood\r\n")
-					for i := 0; i < 15 && ctx.Err() == nil; i++ {
-						if _, err := io.WriteString(c, chunk); err != nil {
-							break
-						}
-						sleep(ctx, 100*time.Millisecond)
-					}
-				} else {
-					io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: flood\r\n\r\n")
-				}
-				// Wait until the server closes it (or the flood ends), then
-				// open another a second later, as flood tools keep their count.
-				io.Copy(io.Discard, c)
+				hold(ctx, c, k)
 				stop()
 				c.Close()
 				if ctx.Err() == nil {
 					cut.Add(1)
 				}
-				sleep(ctx, time.Second)
+				sleep(ctx, time.Second) // then open another, as flood tools keep their count
 			}
 		})
 	}
 	wg.Wait()
 	return Flooded{Opened: int(opened.Load()), Cut: int(cut.Load())}
+}
+
+// smallReceiveBuffer returns a dialer's Control that gives an Unread
+// connection a small receive buffer, so that a few answers fill it; nil
+// for other kinds.
+func smallReceiveBuffer(k FloodKind) func(network, address string, c syscall.RawConn) error {
+	if k != Unread {
+		return nil
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}
+}
+
+// The pieces of the floods' requests.
+var (
+	get        = "GET /whoami HTTP/1.1\r\nHost: flood\r\n"
+	headerLine = "X-Flood-" + strings.Repeat("a", 1000) + ": b\r\n"
+	pipelined  = strings.Repeat(get+"\r\n", 1000)
+)
+
+// hold does what a connection of kind k does, until the server closes c
+// (or the flood ends and closes it).
+func hold(ctx context.Context, c net.Conn, k FloodKind) {
+	r := bufio.NewReader(c)
+	if k == Idle || k == NextRequest {
+		io.WriteString(c, get+"\r\n")
+		if resp, err := http.ReadResponse(r, nil); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	switch k {
+	case Headers, NextRequest:
+		io.WriteString(c, get)
+		for i := 0; i < 15 && ctx.Err() == nil; i++ {
+			if _, err := io.WriteString(c, headerLine); err != nil {
+				return
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+	case Body:
+		io.WriteString(c, get+"Content-Length: 100000\r\n\r\n")
+		for ctx.Err() == nil {
+			if _, err := io.WriteString(c, "a"); err != nil {
+				return
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+	case Unread:
+		// The answers fill the small receive buffer, then the server's
+		// send buffer: the server is stuck writing, the rest unread. Then
+		// wait, reading nothing, until the server closes it: a write of an
+		// empty line (allowed between requests) fails then, where it only
+		// stalls while the connection is open.
+		io.WriteString(c, pipelined)
+		for ctx.Err() == nil {
+			sleep(ctx, time.Second)
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := io.WriteString(c, "\r\n"); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		}
+		return
+	}
+	io.Copy(io.Discard, r) // until the server closes it
 }
 
 func sleep(ctx context.Context, d time.Duration) {
