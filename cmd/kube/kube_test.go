@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,7 @@ const (
 var released string
 
 func TestMain(m *testing.M) {
+	probe.RunFlood() // when a test's probe.Flood runs this binary as the flood
 	os.Exit(releaseAndRun(m))
 }
 
@@ -226,7 +228,7 @@ func process(t *testing.T, containerID string) int {
 
 func TestPodsRunAsTheManifestsSay(t *testing.T) {
 	ctx := context.Background()
-	_, ps := deploy(t, ctx)
+	k, ps := deploy(t, ctx)
 	_, dgst, err := digest(ctx, released)
 	if err != nil {
 		t.Fatal(err)
@@ -250,9 +252,13 @@ func TestPodsRunAsTheManifestsSay(t *testing.T) {
 			if _, err := os.Stat(proc + "root/var/run/secrets/kubernetes.io/serviceaccount"); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("a service account token is mounted (%v): want automountServiceAccountToken: false", err)
 			}
-			environ, _ := os.ReadFile(proc + "environ")
-			if !slices.Contains(strings.Split(string(environ), "\x00"), "GOMEMLIMIT=67108864") {
-				t.Errorf("environment %q: want GOMEMLIMIT=67108864, the memory limit (64Mi)", strings.ReplaceAll(string(environ), "\x00", " "))
+			// No GOMEMLIMIT: the service finds the pod's limit in its cgroup.
+			logs, err := k.get(ctx, "logs", p.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "max_conns=614 max_conns_from=go_memory_limit memory_limit=67108864 memory_limit_from=/sys/fs/cgroup/"; !strings.Contains(logs, want) {
+				t.Errorf("log:\n%s\nwant the limit of 64Mi found in the cgroup and the cap from it: %s", logs, want)
 			}
 		})
 	}
@@ -468,6 +474,55 @@ func TestAFrozenPodLeavesTheServiceAndIsRestarted(t *testing.T) {
 	}
 	if last > notReady+30*time.Second {
 		t.Errorf("requests still failed %v after SIGSTOP, %v after the pod left the Service", last, last-notReady)
+	}
+}
+
+func TestAFloodOnOnePodLeavesItReadyAndServing(t *testing.T) {
+	// Connections that hold a slot as cheaply as they can (headers, bodies
+	// and next requests trickled, idle keep-alive), 5,000 of them, sent to
+	// one pod's own address: the kubelet's probes go through the same
+	// listener, and must still get in.
+	ctx := context.Background()
+	k, ps := deploy(t, ctx)
+	victim := ps[0]
+	flood, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	wait, err := probe.Flood(flood, net.JoinHostPort(victim.IP, "8080"), 5000, probe.Mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // the flood in full
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answered, failed, notReady int
+	for flood.Err() == nil {
+		counts, f := probe.Count(ctx, url, 30)
+		answered, failed = answered+counts[victim.Name], failed+f
+		if ps, err := k.pods(ctx); err == nil {
+			for _, p := range ps {
+				if p.Name == victim.Name && (!p.Ready || p.Restarts > 0) {
+					notReady++
+					t.Logf("%s: Ready %v, restarts %d", p.Name, p.Ready, p.Restarts)
+				}
+			}
+		}
+	}
+	f, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flood of %s: %d connections opened, %d cut by the pod; through the Service meanwhile, %d answers from it, %d requests failed",
+		victim.Name, f.Opened, f.Cut, answered, failed)
+	if notReady > 0 {
+		t.Errorf("the flooded pod was not Ready, or restarted, %d times: its probes did not get through", notReady)
+	}
+	if failed > 0 || answered == 0 {
+		t.Errorf("through the Service: %d requests failed, %d answered by the flooded pod; want none failed and some answered by it", failed, answered)
+	}
+	if f.Cut == 0 {
+		t.Error("the pod cut no connection: the flood did not reach its cap")
 	}
 }
 

@@ -225,6 +225,13 @@ func TestManifests(t *testing.T) {
 		if mem.IsZero() || req.IsZero() || req.Cmp(*mem) > 0 {
 			t.Errorf("memory request %v and limit %v: want both, request at most the limit", req, mem)
 		}
+		// whoami finds the limit in its cgroup and keeps Go under 70% of
+		// it: a GOMEMLIMIT set to the limit would leave Go no headroom.
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				t.Errorf("GOMEMLIMIT is set (%v): leave it unset, whoami sizes itself from the pod's limit", e)
+			}
+		}
 	})
 }
 
