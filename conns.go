@@ -259,10 +259,7 @@ func (c *conn) Write(p []byte) (int, error) {
 // it; Active, when its headers are read, changes nothing: the handler
 // marks the connection answered.)
 func (l *limitedListener) track(nc net.Conn, state http.ConnState) {
-	c, ok := nc.(*conn)
-	if !ok {
-		return
-	}
+	c := nc.(*conn) // what Accept returned
 	switch state {
 	case http.StateIdle:
 		// Idle since the handler returned: the answer went out just after.
@@ -284,11 +281,7 @@ type connKey struct{}
 // the client does not read) has the grace, like a request being sent.
 func (l *limitedListener) answering(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, ok := r.Context().Value(connKey{}).(*conn)
-		if !ok {
-			h.ServeHTTP(w, r)
-			return
-		}
+		c := r.Context().Value(connKey{}).(*conn) // connContext put it there
 		for {
 			s := c.state.Load()
 			if s&whatMask == cut {

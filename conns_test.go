@@ -9,9 +9,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -434,6 +436,80 @@ func TestTheCountOfOpenConnectionsReturnsToZero(t *testing.T) {
 			t.Fatalf("%d connections still counted open %v after every client closed", ln.open(), hang)
 		}
 	}
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if kept := slices.DeleteFunc(ln.conns[:cap(ln.conns)], func(c *conn) bool { return c == nil }); len(kept) > 0 {
+		t.Errorf("%d closed connections still referenced by the set: the garbage collector cannot free them", len(kept))
+	}
+}
+
+func TestAHandlerDoesNotStartOnAConnectionTheCapCut(t *testing.T) {
+	// The cap cuts a connection that is not yet in its handler; if the
+	// server has read its request meanwhile, the handler must not start:
+	// it would be a request being answered on a closed connection.
+	l := newLimitedListener(nil, 1, discardLogger())
+	ran := false
+	h := l.answering(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true }))
+	for _, tt := range []struct {
+		state   int64
+		wantRan bool
+	}{{cut, false}, {l.now() | sending, true}} {
+		ran = false
+		c := &conn{l: l}
+		c.state.Store(tt.state)
+		r := httptest.NewRequest("GET", "/whoami", nil)
+		h.ServeHTTP(httptest.NewRecorder(), r.WithContext(connContext(r.Context(), c)))
+		if ran != tt.wantRan {
+			t.Errorf("state %d: the handler ran: %v, want %v", tt.state&whatMask, ran, tt.wantRan)
+		}
+		if tt.wantRan && c.state.Load()&whatMask != sending {
+			t.Errorf("after the handler, state %d: want sending (what is left has the grace)", c.state.Load()&whatMask)
+		}
+	}
+}
+
+// deadlines is a real connection that counts the write deadlines set on it.
+type deadlines struct {
+	net.Conn
+	set []time.Time
+}
+
+func (d *deadlines) SetWriteDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return d.Conn.SetWriteDeadline(t)
+}
+
+func TestTheWriteDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	d := &deadlines{Conn: a}
+	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+	t0 := time.Now()
+	write := func(deadline time.Time) {
+		c.SetWriteDeadline(deadline)
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A request every 10 ms for a second's worth, each clearing the
+	// deadline after its answer, as net/http does: set once, a second late.
+	for i := range 50 {
+		write(t0.Add(writeTimeout + time.Duration(i)*10*time.Millisecond))
+		c.SetWriteDeadline(time.Time{})
+	}
+	if want := []time.Time{t0.Add(writeTimeout + writeSlack)}; !slices.Equal(d.set, want) {
+		t.Errorf("deadlines set %v, want only %v", d.set, want)
+	}
+	// Past the slack, it moves; asked for none, there is none.
+	write(t0.Add(writeTimeout + writeSlack + time.Millisecond))
+	write(time.Time{})
+	write(t0.Add(time.Second)) // earlier than the one set: set, or it would fire late
+	want := []time.Time{t0.Add(writeTimeout + writeSlack), t0.Add(writeTimeout + 2*writeSlack + time.Millisecond), {}, t0.Add(time.Second + writeSlack)}
+	if !slices.Equal(d.set, want) {
+		t.Errorf("deadlines set %v, want %v", d.set, want)
+	}
 }
 
 func TestTheCapLogsAtMostOnceASecond(t *testing.T) {
@@ -480,6 +556,29 @@ func cgroupV2(t *testing.T, limit string) string {
 	return root
 }
 
+// cgroupV1Seen lays out a cgroup v1 hierarchy seen whole, as on a host or
+// with the host's cgroup namespace: the pod's limit, 64 MiB, on the
+// container's cgroup, a larger one on its parent.
+func cgroupV1Seen(t *testing.T) string {
+	root := t.TempDir()
+	write(t, root, "proc/self/cgroup", "4:memory:/kubepods/pod1/c1\n")
+	write(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
+	write(t, root, "sys/fs/cgroup/memory/kubepods/pod1/memory.limit_in_bytes", "134217728\n")
+	write(t, root, "sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes", "67108864\n")
+	return root
+}
+
+// cgroupV2Seen lays out a cgroup v2 hierarchy seen whole: no limit on the
+// container's cgroup, the pod's 64 MiB on its parent.
+func cgroupV2Seen(t *testing.T) string {
+	root := t.TempDir()
+	write(t, root, "proc/self/cgroup", "0::/kubepods/pod1/c1\n")
+	write(t, root, "sys/fs/cgroup/kubepods/memory.max", "268435456\n")
+	write(t, root, "sys/fs/cgroup/kubepods/pod1/memory.max", "67108864\n")
+	write(t, root, "sys/fs/cgroup/kubepods/pod1/c1/memory.max", "max\n")
+	return root
+}
+
 func write(t *testing.T, root, name, content string) {
 	t.Helper()
 	f := filepath.Join(root, name)
@@ -510,6 +609,8 @@ func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
 		{"cgroup v1, no limit", cgroupV1(t, "9223372036854771712"), 10000, math.MaxInt64, "none", "none"},
 		{"cgroup v2, no limit", cgroupV2(t, "max"), 10000, math.MaxInt64, "none", "none"},
 		{"no cgroup file system", t.TempDir(), 10000, math.MaxInt64, "none", "none"},
+		{"cgroup v1, the path seen, a parent's limit larger", cgroupV1Seen(t), 614, 46976204, "/sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v2, the path seen, a parent's limit smaller", cgroupV2Seen(t), 614, 46976204, "/sys/fs/cgroup/kubepods/pod1/memory.max", "memory_limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			lim, err := sizeLimits(0, env(nil), tt.root)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make mutate: mutation testing of the service (http.go, conns.go), in a copy of its module
+# make mutate: mutation testing of the service (http.go, conns.go, memory.go), in a copy of its module
 # (so that the Docker tests stay out of it). Two passes:
 #  1. gremlins (a maintained Go mutation tool) changes conditions, arithmetic
 #     and assignments one at a time; every mutant the tests cover must be
@@ -7,7 +7,9 @@
 #  2. The one-line changes that reviews found the tests let through (the
 #     server's limits, its error log, the healthcheck's bounds and
 #     strictness, main's exit status and streams, the signals, the shutdown
-#     past its grace, the cap on connections): each must make `go test` fail.
+#     past its grace, the cap on connections), and every statement and
+#     state change of conns.go (each case of the state hook, each field
+#     assignment, each counter): each must make `go test` fail.
 # Usage: scripts/mutate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,13 +72,43 @@ PORT up to 131071|http.go|s/n, err := strconv.ParseUint(port, 10, 16)/n, err := 
 flag errors without the hint|http.go|s/return fmt.Errorf("%v (see whoami -h)", err)/return err/
 MAX_CONNS ignored|http.go|s/getenv("MAX_CONNS")/getenv("MAX_CONN")/
 the cap from a smaller connection|http.go|s/connMemory      = 48 << 10/connMemory      = 16 << 10/
-no cap|conns.go|s/if l.conns.Len() >= l.max {/if false {/
-the cap cuts the newest|conns.go|s/for e := l.conns.Front(); e != nil; e = e.Next() {/for e := l.conns.Back(); e != nil; e = e.Prev() {/
-the cap cuts requests being answered|conns.go|s/c.busy = true/c.busy = false/
-a used connection stays old|conns.go|s/l.conns.MoveToBack(c.elem)/_ = c.elem/
-no grace for a request just begun|conns.go|s/now.Sub(victim.since) < unfinishedGrace/false/
-idle connections not cut first|conns.go|s/return v.idle })/return false })/
+GOMEMLIMIT ignored|http.go|s/if getenv("GOMEMLIMIT") != "" {/if false {/
+Go's share the whole limit|http.go|s/goMemoryShare   = 0.7 /goMemoryShare   = 1.0 /
+-max-conns 0 accepted|http.go|s/if maxConnsSet \&\& \*maxConnsFlag < 1 {/if false {/
+cgroup v1 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup\/memory", "memory.limit_in_bytes", p/_ = p/
+cgroup v2 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup", "memory.max", p/_ = p/
+the last limit on the path, not the smallest|memory.go|s/found \&\& (!ok || n < limit)/found/
+v1's "no limit" taken as a limit|memory.go|s/n > 0 \&\& n < 1<<62/n > 0/
+no cap|conns.go|s/for len(l.conns) >= l.max {/for false {/
+StateIdle leaves it as it was|conns.go|/c.state.Store(c.state.Load()\&^whatMask | idle)/d
+a closed connection stays in the set|conns.go|/^\t\t\tl.remove(c)$/d
+a byte of the next request leaves it idle|conns.go|s/c.state.CompareAndSwap(s, c.l.now()|sending)/_ = s/
+the handler does not mark it answered|conns.go|s/if c.state.CompareAndSwap(s, answered) {/if true {/
+a handler starts on a cut connection|conns.go|s/return \/\/ the cap closed it a moment ago: nobody to answer/break/
+the handler done, still answered|conns.go|/^\t\tc.state.Store(l.now() | sending)$/d
+a new connection has no time|conns.go|/^\ttc.state.Store(l.now() | sending)$/d
+a new connection out of the set|conns.go|/^\tl.conns = append(l.conns, tc)$/d
+a cut connection stays in the set|conns.go|/^\t\t\tl.remove(v)$/d
+the victim not closed|conns.go|s/victim.Conn.Close() \/\/ the server/_ = victim \/\/ the server/
+cuts not counted|conns.go|/^\t\tl.cut.Add(1)$/d
+refusals not counted|conns.go|/^\t\tl.refused.Add(1)$/d
+a refused connection left open|conns.go|/^\t\tc.Close()$/d
+a removed connection keeps its index|conns.go|/^\tc.index = -1$/d
+the moved connection keeps its old index|conns.go|s/l.conns\[c.index\], last.index = last, c.index/l.conns[c.index] = last/
+a removed slot still referenced|conns.go|/^\tl.conns\[len(l.conns)-1\] = nil$/d
+the set not shortened|conns.go|/^\tl.conns = l.conns\[:len(l.conns)-1\]$/d
+answered connections are candidates|conns.go|s/\tcase sending:/\tcase sending, answered:/
+idle connections not cut first|conns.go|s/if oldestIdle != nil {/if false {/
+the most recently idle cut first|conns.go|s/since < idleSince/since > idleSince/
+the youngest sender cut first|conns.go|s/since < sendingSince/since > sendingSince/
+no grace|conns.go|s/; left > 0 {/; false {/
 a new connection at the cap closed at once|conns.go|s/time.Sleep(wait)/break/
 no log at the cap|conns.go|s/l.logger.Warn(/_ = l.logger.Warn; l.logger.Debug(/
+the log's counts never reset|conns.go|s/l.cut.Swap(0), "refused", l.refused.Swap(0)/l.cut.Load(), "refused", l.refused.Load()/
+the log's clock never advanced|conns.go|s/!l.logged.CompareAndSwap(last, now)/false/
+write deadlines ignored|conns.go|/^\tc.wantWrite = t$/d
+the write deadline never set|conns.go|s/if err := c.Conn.SetWriteDeadline(want); err != nil {/if err := error(nil); err != nil {/
+the write deadline set without slack|conns.go|/^\t\t\twant = want.Add(writeSlack)$/d
+the deadline set forgotten|conns.go|/^\t\tc.setWrite = want$/d
 MUTANTS
 exit "$lived"
