@@ -150,6 +150,7 @@ func TestAtTheCapAConnectionSlowToSendItsHeadersGoesNext(t *testing.T) {
 }
 
 func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
+	t.Parallel() // it waits on time-outs
 	inside := make(chan struct{}, 3)
 	release := make(chan struct{})
 	blocked := func() (string, error) {
@@ -302,6 +303,7 @@ func TestAtTheCapAClientThatDoesNotReadItsAnswersHoldsNoSlot(t *testing.T) {
 }
 
 func TestAClientThatDoesNotReadItsAnswersIsDroppedAfterTheWriteTimeout(t *testing.T) {
+	t.Parallel() // it waits on time-outs
 	// No cap in sight: the write time-out alone drops it, at most
 	// writeSlack late.
 	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
@@ -513,6 +515,7 @@ func TestTheWriteDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
 }
 
 func TestTheCapLogsAtMostOnceASecond(t *testing.T) {
+	t.Parallel() // it waits on time-outs
 	var logs syncBuffer
 	l := newLimitedListener(nil, 8, slog.New(slog.NewTextHandler(&logs, nil)))
 	l.cut.Add(1)
@@ -667,6 +670,7 @@ func TestTheStartupLineSaysWhichLimitsItFound(t *testing.T) {
 }
 
 func TestShutdownCutsStuckClientsAndSucceeds(t *testing.T) {
+	t.Parallel() // it waits on time-outs
 	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
 	// Two clients with a whole header and half a body, which the server
 	// waits for before it sends its answer (and reads the next request), up

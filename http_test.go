@@ -544,6 +544,7 @@ func FuzzWhoami(f *testing.F) {
 }
 
 func TestHealthcheck(t *testing.T) {
+	t.Parallel() // it waits on time-outs
 	live := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "broken", http.StatusInternalServerError)

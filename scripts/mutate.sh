@@ -35,7 +35,7 @@ while IFS='|' read -r what file sed_expr; do
 	if cmp -s "$file" "$file.orig"; then
 		echo "  not applied ($file changed?): $what"
 		lived=1
-	elif go test -count=1 -timeout 120s . >/dev/null 2>&1; then
+	elif go test -count=1 -failfast -timeout 120s . >/dev/null 2>&1; then
 		echo "  LIVED   $what"
 		lived=1
 	else

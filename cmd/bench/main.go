@@ -166,6 +166,8 @@ type report struct {
 	LoadRuns                       int
 	Load                           []loadRow
 	Ratios                         []ratioRow
+	ProfileConns                   int
+	Profile                        []profileRow
 	HAProxy                        string
 	Balancer                       []loadRow
 	Restart                        restartStats
@@ -186,8 +188,9 @@ var reportTemplate string
 
 func write(path string, r *report) error {
 	t, err := template.New("report").Funcs(template.FuncMap{
-		"mb": func(b int64) string { return fmt.Sprintf("%.2f", float64(b)/1e6) },
-		"f":  func(format string, v float64) string { return fmt.Sprintf(format, v) },
+		"mb":  func(b int64) string { return fmt.Sprintf("%.2f", float64(b)/1e6) },
+		"f":   func(format string, v float64) string { return fmt.Sprintf(format, v) },
+		"sub": func(a, b float64) float64 { return a - b },
 	}).Parse(reportTemplate)
 	if err != nil {
 		return err
@@ -257,7 +260,7 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 	r := &report{Image: b.o.multi, Duration: b.o.duration, LoadRuns: b.o.loadRuns,
 		GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	for _, step := range []func(context.Context, *report) error{
-		b.machine, b.sizes, b.builds, b.lifeCycle, b.load, b.balancer, b.restarts,
+		b.machine, b.sizes, b.builds, b.lifeCycle, b.load, b.profile, b.balancer, b.restarts,
 	} {
 		if err := step(ctx, r); err != nil {
 			return nil, err
