@@ -67,8 +67,9 @@ const (
 // binary's pages, the kernel's buffers) and for the runtime's own overshoot.
 // The cap is then what is left of Go's limit after the server's own
 // baseMemory, divided by the worst case per connection, connMemory, which
-// TestConnectionMemory measures (idle and header-trickling connections) and
-// holds the cost to.
+// TestConnectionMemory measures (idle, header- and body-trickling
+// connections) and holds the cost to; the image's flood tests check the
+// container's peak against its limit.
 const (
 	goMemoryShare   = 0.7      // of the container's limit, for Go's soft limit
 	connMemory      = 48 << 10 // bytes per connection, the worst case measured, rounded up

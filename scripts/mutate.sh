@@ -20,6 +20,9 @@ gremlins=${GREMLINS:-go run github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLI
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp go.mod ./*.go "$work/"
+# facts_test.go checks the repository's files against .env, not the
+# service: it needs the rest of the repository.
+rm "$work/facts_test.go"
 cd "$work"
 
 echo "==> gremlins unleash (conditions, arithmetic, logic, loops, assignments)"
