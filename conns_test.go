@@ -52,6 +52,12 @@ func request(c net.Conn, r *bufio.Reader) error {
 	if _, err := io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		return err
 	}
+	return readAnswer(c, r)
+}
+
+// readAnswer reads a 200 answer from r.
+func readAnswer(c net.Conn, r *bufio.Reader) error {
+	c.SetReadDeadline(time.Now().Add(hang))
 	resp, err := http.ReadResponse(r, nil)
 	if err != nil {
 		return err
@@ -67,12 +73,19 @@ func request(c net.Conn, r *bufio.Reader) error {
 // headers and never ends them.
 func unfinished(t *testing.T, addr string) net.Conn {
 	t.Helper()
+	return send(t, addr, "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+}
+
+// send opens a connection to addr, closed when the test ends, and sends
+// start on it.
+func send(t *testing.T, addr, start string) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
+	if _, err := io.WriteString(c, start); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -225,14 +238,7 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 // 100 ms, until the server closes it or the test ends.
 func trickleBody(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	c := send(t, addr, "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 	go func() {
 		for range int(hang / (100 * time.Millisecond)) {
 			time.Sleep(100 * time.Millisecond)
@@ -381,20 +387,6 @@ func TestAKeptAliveConnectionsGraceCountsFromItsFirstByte(t *testing.T) {
 	if err := get(c, cr); err != nil {
 		t.Errorf("the new connection: %v", err)
 	}
-}
-
-// readAnswer reads a 200 answer from r.
-func readAnswer(c net.Conn, r *bufio.Reader) error {
-	c.SetReadDeadline(time.Now().Add(hang))
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
-		return fmt.Errorf("status %d, %v", resp.StatusCode, err)
-	}
-	return nil
 }
 
 func TestClosedConnectionsLeaveTheCap(t *testing.T) {
@@ -549,57 +541,37 @@ func TestTheCapLogsAtMostOnceASecond(t *testing.T) {
 	}
 }
 
-// cgroupV1 lays out under a new directory a process's cgroup as a
-// container sees it under cgroup v1: its own cgroup mounted at the top of
-// the memory hierarchy, under a path it cannot see.
-func cgroupV1(t *testing.T, limit string) string {
-	root := t.TempDir()
-	write(t, root, "proc/self/cgroup", "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n")
-	write(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", limit+"\n")
-	return root
+// cgroupV1 is a process's cgroup as a container sees it under cgroup v1:
+// its own cgroup mounted at the top of the memory hierarchy, under a path
+// it cannot see.
+func cgroupV1(limit string) map[string]string {
+	return map[string]string{
+		"proc/self/cgroup":                           "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n",
+		"sys/fs/cgroup/memory/memory.limit_in_bytes": limit,
+	}
 }
 
-// cgroupV2 lays out a process's cgroup as a container sees it under cgroup
-// v2, in a cgroup namespace of its own.
-func cgroupV2(t *testing.T, limit string) string {
-	root := t.TempDir()
-	write(t, root, "proc/self/cgroup", "0::/\n")
-	write(t, root, "sys/fs/cgroup/memory.max", limit+"\n")
-	return root
+// cgroupV2 is a process's cgroup as a container sees it under cgroup v2, in
+// a cgroup namespace of its own.
+func cgroupV2(limit string) map[string]string {
+	return map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": limit}
 }
 
-// cgroupV1Seen lays out a cgroup v1 hierarchy seen whole, as on a host or
-// with the host's cgroup namespace: the pod's limit, 64 MiB, on the
-// container's cgroup, a larger one on its parent.
-func cgroupV1Seen(t *testing.T) string {
-	root := t.TempDir()
-	write(t, root, "proc/self/cgroup", "4:memory:/kubepods/pod1/c1\n")
-	write(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
-	write(t, root, "sys/fs/cgroup/memory/kubepods/pod1/memory.limit_in_bytes", "134217728\n")
-	write(t, root, "sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes", "67108864\n")
-	return root
-}
-
-// cgroupV2Seen lays out a cgroup v2 hierarchy seen whole: no limit on the
-// container's cgroup, the pod's 64 MiB on its parent.
-func cgroupV2Seen(t *testing.T) string {
-	root := t.TempDir()
-	write(t, root, "proc/self/cgroup", "0::/kubepods/pod1/c1\n")
-	write(t, root, "sys/fs/cgroup/kubepods/memory.max", "268435456\n")
-	write(t, root, "sys/fs/cgroup/kubepods/pod1/memory.max", "67108864\n")
-	write(t, root, "sys/fs/cgroup/kubepods/pod1/c1/memory.max", "max\n")
-	return root
-}
-
-func write(t *testing.T, root, name, content string) {
+// cgroupFS lays out files under a new directory, the root of /proc and
+// /sys/fs/cgroup as cgroupMemoryLimit reads them.
+func cgroupFS(t *testing.T, files map[string]string) string {
 	t.Helper()
-	f := filepath.Join(root, name)
-	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-		t.Fatal(err)
+	root := t.TempDir()
+	for name, content := range files {
+		f := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(content+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return root
 }
 
 func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
@@ -609,23 +581,37 @@ func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
 	// container peaked at 70% of its limit under the floods of
 	// imagetest/faults_test.go.
 	for _, tt := range []struct {
-		name, root           string
+		name                 string
+		files                map[string]string
 		wantConns            int
 		wantGo               int64
 		wantFrom, wantGoFrom string
 	}{
-		{"cgroup v1, the pod's 64 MiB", cgroupV1(t, "67108864"), 614, 46976204, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
-		{"cgroup v2, the pod's 64 MiB", cgroupV2(t, "67108864"), 614, 46976204, "/sys/fs/cgroup/memory.max", "memory_limit"},
-		{"cgroup v2, 256 MiB", cgroupV2(t, "268435456"), 3481, 187904819, "/sys/fs/cgroup/memory.max", "memory_limit"},
-		{"cgroup v1, 16 MiB: too small to be of use, still a few", cgroupV1(t, "16777216"), 16, 11744051, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
-		{"cgroup v1, no limit", cgroupV1(t, "9223372036854771712"), 10000, math.MaxInt64, "none", "none"},
-		{"cgroup v2, no limit", cgroupV2(t, "max"), 10000, math.MaxInt64, "none", "none"},
-		{"no cgroup file system", t.TempDir(), 10000, math.MaxInt64, "none", "none"},
-		{"cgroup v1, the path seen, a parent's limit larger", cgroupV1Seen(t), 614, 46976204, "/sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes", "memory_limit"},
-		{"cgroup v2, the path seen, a parent's limit smaller", cgroupV2Seen(t), 614, 46976204, "/sys/fs/cgroup/kubepods/pod1/memory.max", "memory_limit"},
+		{"cgroup v1, the pod's 64 MiB", cgroupV1("67108864"), 614, 46976204, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v2, the pod's 64 MiB", cgroupV2("67108864"), 614, 46976204, "/sys/fs/cgroup/memory.max", "memory_limit"},
+		{"cgroup v2, 256 MiB", cgroupV2("268435456"), 3481, 187904819, "/sys/fs/cgroup/memory.max", "memory_limit"},
+		{"cgroup v1, 16 MiB: too small to be of use, still a few", cgroupV1("16777216"), 16, 11744051, "/sys/fs/cgroup/memory/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v1, no limit", cgroupV1("9223372036854771712"), 10000, math.MaxInt64, "none", "none"},
+		{"cgroup v2, no limit", cgroupV2("max"), 10000, math.MaxInt64, "none", "none"},
+		{"no cgroup file system", nil, 10000, math.MaxInt64, "none", "none"},
+		// The whole hierarchy seen, as on a host or with the host's cgroup
+		// namespace: the pod's limit on the container's cgroup under v1, on
+		// its parent under v2; a larger one above.
+		{"cgroup v1, the path seen", map[string]string{
+			"proc/self/cgroup":                                            "4:memory:/kubepods/pod1/c1",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":                  "9223372036854771712",
+			"sys/fs/cgroup/memory/kubepods/pod1/memory.limit_in_bytes":    "134217728",
+			"sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes": "67108864",
+		}, 614, 46976204, "/sys/fs/cgroup/memory/kubepods/pod1/c1/memory.limit_in_bytes", "memory_limit"},
+		{"cgroup v2, the path seen", map[string]string{
+			"proc/self/cgroup":                          "0::/kubepods/pod1/c1",
+			"sys/fs/cgroup/kubepods/memory.max":         "268435456",
+			"sys/fs/cgroup/kubepods/pod1/memory.max":    "67108864",
+			"sys/fs/cgroup/kubepods/pod1/c1/memory.max": "max",
+		}, 614, 46976204, "/sys/fs/cgroup/kubepods/pod1/memory.max", "memory_limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			lim, err := sizeLimits(0, env(nil), tt.root)
+			lim, err := sizeLimits(0, env(nil), cgroupFS(t, tt.files))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -638,7 +624,7 @@ func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
 }
 
 func TestTheCapComesFromTheFlagThenMAX_CONNSThenTheMemoryLimit(t *testing.T) {
-	pod := cgroupV1(t, "67108864")
+	pod := cgroupFS(t, cgroupV1("67108864"))
 	for _, tt := range []struct {
 		name     string
 		flag     int
