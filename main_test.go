@@ -260,9 +260,9 @@ func TestHealthcheckProbesTheHostThatAddrNames(t *testing.T) {
 
 func TestGOMEMLIMITSetsTheCap(t *testing.T) {
 	// The runtime reads GOMEMLIMIT when the process starts: only the binary
-	// shows it. 64 MiB is what the pod's limit gave when the manifest set
-	// GOMEMLIMIT to it: 1,024 connections of at most 48 KiB, measured
-	// (TestConnectionMemory), after the server's own 16 MiB.
+	// shows it. A GOMEMLIMIT of 64 MiB is Go's limit as given: 1,024
+	// connections of at most 48 KiB, measured (TestConnectionMemory), after
+	// the server's own 16 MiB.
 	for _, tt := range []struct{ value, want string }{
 		{"64MiB", "max_conns=1024 max_conns_from=go_memory_limit"},
 		{"off", "max_conns=10000 max_conns_from=default"},
