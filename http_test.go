@@ -313,7 +313,7 @@ func TestShutdownUnderLoadFinishesAcceptedRequests(t *testing.T) {
 		})
 	}
 	for range clients {
-		<-inside
+		receive(t, inside, "a request to reach the handler")
 	}
 
 	p.cancel() // what SIGTERM does
