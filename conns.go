@@ -65,10 +65,10 @@ const (
 // A connection's state: what it does, and since when (nanoseconds on the
 // listener's clock), packed in one word: since<<2 | what.
 const (
-	sending  = iota // in a request, outside its handler (a candidate after the grace)
+	cut      = iota // closed by the cap: its handler must not start
+	sending         // in a request, outside its handler (a candidate after the grace)
 	idle            // between requests (a candidate at once, the longest idle first)
 	answered        // its handler is running: never cut
-	cut             // closed by the cap: its handler must not start
 	whatBits = 2
 	whatMask = 1<<whatBits - 1
 )
