@@ -51,8 +51,10 @@ type limitedListener struct {
 }
 
 // unfinishedGrace is how long a connection may spend outside a handler in
-// the middle of a request before the cap may cut it: long enough for a
-// client on a slow network, short next to the 5 s header timeout.
+// the middle of a request before the cap may cut it. An ordinary client
+// sends its request as it connects; the grace also bounds how fast new
+// connections get in past stalled ones (cap / grace a second), which is
+// why it is short: see docs/reliability.md.
 const unfinishedGrace = 100 * time.Millisecond
 
 // maxAdmitWait bounds how long a new connection waits for room at the cap,
@@ -87,10 +89,10 @@ type conn struct {
 
 // writeSlack is how late a write deadline may fire. The server moves the
 // deadline at every request (writeTimeout from its headers) and clears it
-// after the answer: each is a timer operation, a tenth of what the server
-// spends on a request beyond the bare program's. Set on the socket
-// writeSlack later than asked, at the first write, the deadline holds for
-// every request of the next writeSlack.
+// after the answer: each is an operation on the runtime's timer heap. Set
+// on the socket writeSlack later than asked, at the first write, the
+// deadline holds for every request of the next writeSlack: one operation
+// a second instead of two a request (make bench's profile shows the rest).
 const writeSlack = time.Second
 
 func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedListener {
