@@ -611,7 +611,7 @@ func TestTheCapFollowsTheContainersMemoryLimit(t *testing.T) {
 		}, 614, 46976204, "/sys/fs/cgroup/kubepods/pod1/memory.max", "memory_limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			lim, err := sizeLimits(0, env(nil), cgroupFS(t, tt.files))
+			lim, err := sizeLimits(nil, env(nil), cgroupFS(t, tt.files))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -627,14 +627,14 @@ func TestTheCapComesFromTheFlagThenMAX_CONNSThenTheMemoryLimit(t *testing.T) {
 	pod := cgroupFS(t, cgroupV1("67108864"))
 	for _, tt := range []struct {
 		name     string
-		flag     int
+		flag     *int
 		vars     map[string]string
 		want     int
 		wantFrom string
 	}{
-		{"the flag", 7, map[string]string{"MAX_CONNS": "9"}, 7, "-max-conns"},
-		{"MAX_CONNS", 0, map[string]string{"MAX_CONNS": "9"}, 9, "MAX_CONNS"},
-		{"the memory limit", 0, nil, 614, "go_memory_limit"},
+		{"the flag", new(7), map[string]string{"MAX_CONNS": "9"}, 7, "-max-conns"},
+		{"MAX_CONNS", nil, map[string]string{"MAX_CONNS": "9"}, 9, "MAX_CONNS"},
+		{"the memory limit", nil, nil, 614, "go_memory_limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			lim, err := sizeLimits(tt.flag, env(tt.vars), pod)

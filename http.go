@@ -126,12 +126,13 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return probe(ctx, addr)
 	}
 
-	maxConnsSet := false
-	fs.Visit(func(f *flag.Flag) { maxConnsSet = maxConnsSet || f.Name == "max-conns" })
-	if maxConnsSet && *maxConnsFlag < 1 {
-		return fmt.Errorf("invalid -max-conns %d: must be a positive number", *maxConnsFlag)
-	}
-	lim, err := sizeLimits(*maxConnsFlag, getenv, "/")
+	var maxConns *int // nil: not given
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "max-conns" {
+			maxConns = maxConnsFlag
+		}
+	})
+	lim, err := sizeLimits(maxConns, getenv, "/")
 	if err != nil {
 		return err
 	}
@@ -189,9 +190,9 @@ type limits struct {
 // sizeLimits works out the limits. Go's soft memory limit: GOMEMLIMIT if
 // set (the runtime has read it), else goMemoryShare of the memory limit of
 // the cgroup found under root ("/" but in tests), else none. The cap: the
-// -max-conns flag if given (above 0: run refuses less), else MAX_CONNS if
-// set, else from Go's limit, else defaultMaxConns.
-func sizeLimits(flagMax int, getenv func(string) string, root string) (limits, error) {
+// -max-conns flag if given (flagMax not nil), else MAX_CONNS if set, else
+// from Go's limit, else defaultMaxConns.
+func sizeLimits(flagMax *int, getenv func(string) string, root string) (limits, error) {
 	lim := limits{memoryFrom: "none", goMemory: math.MaxInt64, goMemoryFrom: "none"}
 	if n, file, ok := cgroupMemoryLimit(root); ok {
 		lim.memory, lim.memoryFrom = n, file
@@ -201,8 +202,10 @@ func sizeLimits(flagMax int, getenv func(string) string, root string) (limits, e
 		lim.goMemory, lim.goMemoryFrom = debug.SetMemoryLimit(-1), "GOMEMLIMIT"
 	}
 	switch s := getenv("MAX_CONNS"); {
-	case flagMax > 0:
-		lim.maxConns, lim.maxConnsFrom = flagMax, "-max-conns"
+	case flagMax != nil && *flagMax < 1:
+		return lim, fmt.Errorf("invalid -max-conns %d: must be a positive number", *flagMax)
+	case flagMax != nil:
+		lim.maxConns, lim.maxConnsFrom = *flagMax, "-max-conns"
 	case s != "":
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {

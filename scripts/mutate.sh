@@ -77,7 +77,7 @@ MAX_CONNS ignored|http.go|s/getenv("MAX_CONNS")/getenv("MAX_CONN")/
 the cap from a smaller connection|http.go|s/connMemory      = 48 << 10/connMemory      = 16 << 10/
 GOMEMLIMIT ignored|http.go|s/if getenv("GOMEMLIMIT") != "" {/if false {/
 Go's share the whole limit|http.go|s/goMemoryShare   = 0.7 /goMemoryShare   = 1.0 /
--max-conns 0 accepted|http.go|s/if maxConnsSet \&\& \*maxConnsFlag < 1 {/if false {/
+-max-conns 0 accepted|http.go|s/case flagMax != nil \&\& \*flagMax < 1:/case false:/
 cgroup v1 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup\/memory", "memory.limit_in_bytes", p/_ = p/
 cgroup v2 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup", "memory.max", p/_ = p/
 the last limit on the path, not the smallest|memory.go|s/found \&\& (!ok || n < limit)/found/
