@@ -242,7 +242,7 @@ ensure_sbom_generator() {
 
 # The cluster of make k8s-up: Debian's containerd (a separate instance runs
 # per node; Docker's is never touched), runc and CNI plugins, then the
-# Kubernetes and etcd binaries and the pause image, built from source by
+# Kubernetes and etcd binaries, the pause image, CoreDNS and Traefik, built from source by
 # deploy/kubernetes/cluster/cluster.sh build (once per machine).
 ensure_kubernetes() {
 	local missing=()
