@@ -12,13 +12,20 @@
 #   down      stop everything `up` started and remove everything it made
 #   status    exit 0 if the cluster answers and both nodes are Ready, with its
 #             nodes and its memory (-q: silently)
-#   env       print the export lines that point kubectl at the cluster
+#   env       print the export lines that point kubectl at the cluster, and
+#             WHOAMI_URL, whoami through the front door from this machine
 #   load REF  pull an image from the project's registry into both nodes
-#   exec CMD… run CMD with kubectl and KUBECONFIG for the cluster (it must run)
+#   exec CMD… run CMD with kubectl, KUBECONFIG and WHOAMI_URL for the cluster (it must run)
 #   run CMD…  the same, but start the cluster first and stop it after if it
 #             was not running
 #   partition NODE, heal NODE
 #             cut a node off the network (its link down), and join it again
+#
+# Besides Kubernetes, up starts what users run on a cluster: its DNS
+# (CoreDNS, coredns/) and a Gateway API front door (Traefik, traefik/),
+# both built from source by build. up notes every kernel parameter; down puts
+# back those that changed (the kubelets set some for the whole machine) and
+# fails if anything differs from what up found.
 #
 # The layout, with the defaults below:
 #
@@ -29,11 +36,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-# module_version MODULE: its version in the build module's go.mod.
-module_version() { awk -v m="$1" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m) { print $(i + 1); exit } }' "$here/build/go.mod"; }
-k8s_version=$(module_version k8s.io/kubernetes)
-etcd_version=$(module_version go.etcd.io/etcd/server/v3)
+# module_version DIR MODULE: its version in DIR/go.mod.
+module_version() { awk -v m="$2" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m) { print $(i + 1); exit } }' "$here/$1/go.mod"; }
+k8s_version=$(module_version build k8s.io/kubernetes)
+etcd_version=$(module_version build go.etcd.io/etcd/server/v3)
+coredns_version=$(module_version coredns github.com/coredns/coredns)
+traefik_version=$(module_version traefik github.com/traefik/traefik/v3)
 bin=${WHOAMI_K8S_BIN:-/usr/local/lib/whoami/kubernetes-$k8s_version-etcd-$etcd_version}
+addons=$(dirname "$bin") # coredns-VERSION/, traefik-VERSION/
 state=${WHOAMI_K8S_STATE:-/var/lib/whoami-kubernetes}
 # The project's registry, from .env.
 # shellcheck source=../../../provision/lib.sh
@@ -41,6 +51,8 @@ state=${WHOAMI_K8S_STATE:-/var/lib/whoami-kubernetes}
 load_facts "$here/../../.."
 registry=${REGISTRY:?} # set by load_facts
 pause_image=$registry/kubernetes/pause # tagged with the version of the kubernetes module's build/pause
+coredns_image=$registry/kubernetes/coredns:$coredns_version
+traefik_image=$registry/kubernetes/traefik:$traefik_version
 
 bridge=whoami-k8s
 # What the nodes' programs make outside $state, where no setting moves it: the
@@ -55,6 +67,8 @@ declare -A pod_cidr=([node-1]=10.88.1.0/24 [node-2]=10.88.2.0/24)
 cluster_cidr=10.88.0.0/16
 service_cidr=10.89.0.0/16
 service_api_ip=10.89.0.1 # the first address of the range: the "kubernetes" Service
+dns_ip=10.89.0.10         # kube-dns, the cluster's DNS (CoreDNS)
+node_port=30080           # the front door (Traefik) on every node
 tunnel_node="node-1"     # the host reaches the Service range through this node
 api=https://$host_ip:6443
 pki=$state/pki
@@ -148,6 +162,46 @@ build() {
 		docker image rm "$pause_image:$tag" >/dev/null
 		rm -rf "$ctx"
 	fi
+	build_addon coredns "$coredns_version" "$coredns_image" "about 3 min the first time"
+	build_addon traefik "$traefik_version" "$traefik_image" "about 4 min and 3 GB of memory the first time" \
+		"-X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
+}
+
+# build_addon NAME VERSION IMAGE HOW_LONG [LDFLAGS]: the tool of the module in
+# NAME/ (its one command, NAME) built into $addons/NAME-VERSION, and IMAGE, the
+# binary alone FROM scratch as our own image is, pushed to the registry.
+build_addon() {
+	local name=$1 version=$2 image=$3 dir=$addons/$1-$2
+	if in_registry "$image"; then
+		say "$name image: $image"
+		return
+	fi
+	if [ -x "$dir/$name" ]; then
+		say "$name $version: $dir"
+	else
+		say "go build $name $version -> $dir ($4)"
+		local t0 tmp=$dir.partial
+		t0=$(date +%s.%N)
+		rm -rf "$tmp" && mkdir -p "$tmp"
+		(cd "$here/$name" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w ${5:-}" -o "$tmp/" tool) >"$tmp.log" 2>&1 ||
+			{
+				tail -20 "$tmp.log" >&2
+				fail "building $name failed: the lines above, all of it in $tmp.log"
+			}
+		rm -f "$tmp.log"
+		mv "$tmp" "$dir"
+		say "built in $(since "$t0") s: $(du -m "$dir/$name" | cut -f1) MB"
+	fi
+	say "build the image $image: $name alone, FROM scratch (rebuilt locally from the Go module proxy: no container registry can be reached here)"
+	docker build -q --label "org.opencontainers.image.description=$name $version, rebuilt locally from its Go module" \
+		-t "$image" -f - "$dir" >/dev/null <<EOF
+FROM scratch
+COPY $name /$name
+USER 65534:65534
+ENTRYPOINT ["/$name"]
+EOF
+	docker push -q "$image" >/dev/null
+	docker image rm "$image" >/dev/null
 }
 
 # ---------------------------------------------------------------- status
@@ -187,6 +241,7 @@ print_env() {
 	printf 'export KUBECONFIG=%s KUBECACHEDIR=%s\n' "$admin" "$state/kubectl-cache"
 	# shellcheck disable=SC2016 # $PATH is for the shell that evaluates the line
 	printf 'export PATH=%s:$PATH\n' "$bin"
+	printf 'export WHOAMI_URL=%s\n' "$(front_door)"
 	status || printf '# the cluster is not running: make k8s-up\n'
 }
 
@@ -194,9 +249,10 @@ usage() {
 	cat <<EOF
 
 The cluster runs: $api, nodes ${nodes[*]}, Services on $service_cidr (routed through $tunnel_node).
-  eval "\$(make -s k8s-env)"     # kubectl for this cluster: KUBECONFIG and PATH
+  eval "\$(make -s k8s-env)"     # kubectl for this cluster (KUBECONFIG, PATH), and WHOAMI_URL
   kubectl get nodes -o wide
-  make k8s-demo                  # the released image on 3 pods, 30 requests through the Service
+  make k8s-demo                  # the released image on 3 pods, 30 requests through the front door
+  curl $(front_door)   # then: whoami through the front door (Traefik)
   make k8s-down                  # stop it and remove everything it made
 EOF
 }
@@ -213,8 +269,10 @@ preflight() {
 		[ -x /usr/lib/cni/$c ] || fail "the CNI plugin /usr/lib/cni/$c is missing: run provision/provision.sh kubernetes (as root)"
 	done
 	[ -x "$bin/kube-apiserver" ] || fail "Kubernetes $k8s_version is not built: run provision/provision.sh kubernetes (as root)"
-	in_registry "$pause_image:$(pause_version)" ||
-		fail "the pause image is not in the registry on $registry: run provision/provision.sh kubernetes (as root)"
+	local image
+	for image in "$pause_image:$(pause_version)" "$coredns_image" "$traefik_image"; do
+		in_registry "$image" || fail "$image is not in the registry: run provision/provision.sh kubernetes (as root)"
+	done
 	local port who
 	for port in 6443 2379 2380 10257 10259; do
 		who=$(ss -Hltnp "sport = :$port" | head -1)
@@ -401,7 +459,7 @@ start_control_plane() {
 		--service-cluster-ip-range "$service_cidr" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-		--profiling=false
+		--anonymous-auth=false --profiling=false
 	wait_for "kube-apiserver ready" 60 kubectl get --raw /readyz
 	# The API server's client certificate may use every kubelet's API (logs, exec).
 	kubectl create clusterrolebinding whoami:apiserver-kubelet-client \
@@ -428,7 +486,7 @@ start_node() {
 	say "$node: containerd, kubelet and kube-proxy in network namespace $(netns "$node") (${node_ip[$node]}, pods ${pod_cidr[$node]})"
 	template "$here/containerd.toml" "$dir/containerd.toml" STATE="$dir" PAUSE="$pause_image:$(pause_version)"
 	template "$here/cni.conflist" "$dir/cni/10-whoami.conflist" STATE="$dir" NODE="$node" POD_CIDR="${pod_cidr[$node]}"
-	template "$here/kubelet.yaml" "$dir/kubelet.yaml" STATE="$dir" NODE="$node" NODE_IP="${node_ip[$node]}" PKI="$pki"
+	template "$here/kubelet.yaml" "$dir/kubelet.yaml" STATE="$dir" NODE="$node" NODE_IP="${node_ip[$node]}" PKI="$pki" DNS_IP="$dns_ip"
 	template "$here/kube-proxy.yaml" "$dir/kube-proxy.yaml" NODE="$node" CLUSTER_CIDR="$cluster_cidr" KUBECONFIG="$state/kube-proxy.kubeconfig"
 
 	start "containerd-$node" "$node" -- containerd --config "$dir/containerd.toml"
@@ -456,6 +514,7 @@ up() {
 	local t0 node
 	t0=$(date +%s.%N)
 	mkdir -p "$state/logs" "$state/pids"
+	kernel_parameters >"$state/sysctl-before"
 	local p
 	for p in "${host_paths[@]}"; do [ -e "$p" ] || echo "$p" >>"$state/host-paths"; done
 	for node in "${nodes[@]}"; do mkdir -p "$state/$node/cni" "$state/$node/pod-logs"; done
@@ -469,10 +528,67 @@ up() {
 	say "waiting for both nodes to be Ready"
 	wait_for "both nodes Ready" 120 status
 	wait_for "the default service account" 60 kubectl get serviceaccount default
+	start_addons
 	say "cluster up in $(since "$t0") s"
 	kubectl get nodes -o wide
 	usage
 }
+
+# module_dir DIR MODULE: where Go keeps MODULE, as DIR/go.mod requires it
+# (downloaded if it is not there).
+module_dir() { (cd "$here/$1" && go mod download -json "$2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); }
+
+# start_addons: CoreDNS behind kube-dns, and Traefik behind the Gateway "web",
+# with the resource definitions of the Gateway API and of Traefik from the
+# very modules Traefik was built with.
+start_addons() {
+	say "cluster DNS: CoreDNS $coredns_version behind kube-dns ($dns_ip); front door: Traefik $traefik_version, Gateway web, port $node_port of each node"
+	local node image gateway_api traefik
+	for node in "${nodes[@]}"; do
+		for image in "$coredns_image" "$traefik_image"; do
+			ctr "$node" images pull --plain-http "$image" >/dev/null
+		done
+	done
+	gateway_api=$(module_dir traefik sigs.k8s.io/gateway-api)
+	traefik=$(module_dir traefik github.com/traefik/traefik/v3)
+	if [ ! -d "$gateway_api" ] || [ ! -d "$traefik" ]; then
+		fail "the Gateway API and Traefik modules could not be downloaded: cd $here/traefik && go mod download"
+	fi
+	kubectl apply --server-side -f "$gateway_api/config/crd/standard/" \
+		-f "$traefik/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" >/dev/null
+	kubectl wait --for condition=Established crd --all --timeout 60s >/dev/null
+	template "$here/coredns/coredns.yaml" "$state/coredns.yaml" IMAGE="$coredns_image" DNS_IP="$dns_ip"
+	template "$here/traefik/traefik.yaml" "$state/traefik.yaml" IMAGE="$traefik_image" NODE_PORT="$node_port"
+	kubectl apply -f "$state/coredns.yaml" -f "$state/traefik.yaml" >/dev/null
+	kubectl -n kube-system rollout status deployment/coredns --timeout 120s >/dev/null
+	kubectl -n traefik rollout status daemonset/traefik --timeout 120s >/dev/null
+	wait_for "the front door on $(front_door)" 60 curl -s -o /dev/null "$(front_door)"
+}
+
+# front_door: the URL of whoami through the front door from this machine: the
+# Traefik of the node that carries the route into the cluster.
+front_door() { printf 'http://%s:%s/whoami' "${node_ip[$tunnel_node]}" "$node_port"; }
+
+# kernel_parameters: every kernel parameter and its value, but those that
+# move by themselves.
+kernel_parameters() {
+	sysctl -a 2>/dev/null | grep -Ev '^(fs\.(dentry-state|inode-|file-nr|quota\.)|kernel\.(ns_last_pid|random\.|pty\.nr)|net\.netfilter\.nf_conntrack_count) ' | sort
+}
+
+# restore_kernel_parameters: puts back each parameter that changed since up,
+# saying so: the kubelets set kernel.panic, kernel.panic_on_oops,
+# vm.overcommit_memory and the keyring quotas for the whole machine.
+restore_kernel_parameters() {
+	[ -s "$state/sysctl-before" ] || return 0
+	local key value
+	while IFS= read -r line; do
+		key=${line%% = *} value=${line#* = }
+		say "kernel parameter $key: $(sysctl -n "$key" 2>/dev/null | tr '\t' ' ') -> $value, as up found it"
+		sysctl -qw "$key=$value" || true
+	done < <(comm -23 "$state/sysctl-before" <(kernel_parameters))
+	kernel_left=$(comm -3 "$state/sysctl-before" <(kernel_parameters) | sed 's/^\t/  now:    /; t; s/^/  before: /')
+}
+kernel_left='' # what restore_kernel_parameters could not put back
 
 # ---------------------------------------------------------------- down
 
@@ -555,6 +671,7 @@ down() {
 		esac
 		[ ! -d "$p" ] || find "$p" -depth -type d -empty -delete
 	done
+	restore_kernel_parameters
 	rm -rf "$state"
 	leftovers "${made[@]}"
 }
@@ -571,6 +688,7 @@ leftovers() {
 	done
 	iptables -S FORWARD | grep -q whoami-kubernetes && left+=("iptables rule in FORWARD")
 	pgrep -f "$state/" >/dev/null && left+=("processes: $(pgrep -f "$state/" | tr '\n' ' ')")
+	[ -z "$kernel_left" ] || left+=("kernel parameters that differ from before up:"$'\n'"$kernel_left")
 	[ ${#left[@]} = 0 ] || fail "left after down: ${left[*]}"
 	say "nothing left of the cluster"
 }
@@ -599,7 +717,7 @@ link() {
 }
 
 # with_env CMD...: CMD with kubectl, its KUBECONFIG and its cache for the cluster.
-with_env() { KUBECONFIG=$admin KUBECACHEDIR=$state/kubectl-cache PATH=$bin:$PATH "$@"; }
+with_env() { KUBECONFIG=$admin KUBECACHEDIR=$state/kubectl-cache PATH=$bin:$PATH WHOAMI_URL=$(front_door) "$@"; }
 
 run() {
 	[ $# -gt 0 ] || fail "usage: cluster.sh run CMD..."
