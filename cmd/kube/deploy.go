@@ -20,8 +20,9 @@ type deployment struct {
 	manifests string // the folder of the manifests and their Kustomization
 	cluster   string // the cluster's script, to load the image into the nodes
 	// namespace, if set, replaces the manifests' own (the tests use one
-	// namespace each).
-	namespace string
+	// namespace each), and host, if set, is the only Host the HTTPRoute
+	// matches.
+	namespace, host string
 }
 
 // digest asks the registry for the digest of ref's tag (the image index,
@@ -51,8 +52,9 @@ func digest(ctx context.Context, ref string) (repo, dgst string, err error) {
 }
 
 // overlay writes a kustomization into dir that takes the manifests and
-// sets the image to repo@dgst, as a user's overlay would.
-func overlay(dir, manifests, namespace, repo, dgst string) error {
+// their route (gateway/) and sets the image to repo@dgst, as a user's
+// overlay would.
+func overlay(dir, manifests, namespace, host, repo, dgst string) error {
 	// Kustomize takes a base by a relative path only.
 	abs, err := filepath.Abs(manifests)
 	if err != nil {
@@ -66,6 +68,7 @@ func overlay(dir, manifests, namespace, repo, dgst string) error {
 kind: Kustomization
 resources:
   - %s
+  - %[1]s/gateway
 images:
   - name: whoami
     newName: %s
@@ -73,6 +76,12 @@ images:
 `, base, repo, dgst)
 	if namespace != "" {
 		k += "namespace: " + namespace + "\n"
+	}
+	if host != "" {
+		k += `patches:
+  - target: {kind: HTTPRoute}
+    patch: '[{"op": "add", "path": "/spec/hostnames", "value": ["` + host + `"]}]'
+`
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644)
 }
@@ -89,7 +98,7 @@ func withOverlay(ctx context.Context, d deployment, f func(dir, ref string) erro
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := overlay(dir, d.manifests, d.namespace, repo, dgst); err != nil {
+	if err := overlay(dir, d.manifests, d.namespace, d.host, repo, dgst); err != nil {
 		return err
 	}
 	return f(dir, repo+"@"+dgst)
@@ -116,32 +125,38 @@ func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, e
 	return ref, warnings, err
 }
 
-// waitServing waits until the Deployment's rollout is complete and the
-// Service answers from every serving pod: right after the Deployment is
-// available, kube-proxy may not have its rules yet.
+// waitServing waits until the Deployment's rollout is complete and both the
+// Service and the front door answer from every serving pod: right after the
+// Deployment is available, kube-proxy may not have its rules yet, nor the
+// front door its route.
 func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
 	if _, err := k.get(ctx, "rollout", "status", "deployment/whoami", "--timeout", "3m"); err != nil {
 		return nil, err
 	}
-	url, err := k.serviceURL(ctx)
+	ts, err := k.targets(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var ps []pod
-	seen := map[string]bool{}
-	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service to answer from %d pods", want), func(ctx context.Context) (bool, error) {
+	seen := make([]map[string]bool, len(ts))
+	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service and the front door to answer from %d pods", want), func(ctx context.Context) (bool, error) {
 		var err error
 		if ps, err = k.pods(ctx); err != nil {
 			return false, err
 		}
 		ps = serving(ps)
-		counts, _ := probe.Count(ctx, url, 3)
-		for name := range counts {
-			seen[name] = true
-		}
 		all := len(ps) == want
-		for _, p := range ps {
-			all = all && seen[p.Name]
+		for i, t := range ts {
+			if seen[i] == nil {
+				seen[i] = map[string]bool{}
+			}
+			counts, _ := probe.CountAs(ctx, t.url, t.host, 3)
+			for name := range counts {
+				seen[i][name] = true
+			}
+			for _, p := range ps {
+				all = all && seen[i][p.Name]
+			}
 		}
 		return all, nil
 	})
@@ -164,12 +179,16 @@ func demo(ctx context.Context, k *kube, d deployment, n int) error {
 	if err != nil {
 		return err
 	}
-	url, err := k.serviceURL(ctx)
-	if err != nil {
+	// When the Deployment was already there, apply may have started a
+	// rollout (it removes the restartedAt annotation of make k8s-rollout):
+	// the old pods still answer during their preStop wait. Count once they
+	// are gone, so that every answer comes from a pod listed below.
+	if err := k.waitOnly(ctx, ps); err != nil {
 		return err
 	}
-	k.printf("==> %d pods Ready and answering through the Service %.1f s after kubectl apply; image %s\n", len(ps), time.Since(t0).Seconds(), ref)
-	k.printf("==> %d requests to %s (the Service's ClusterIP, from this machine)\n\n", n, url)
+	url := k.frontDoor
+	k.printf("==> %d pods Ready and answering %.1f s after kubectl apply; image %s\n", len(ps), time.Since(t0).Seconds(), ref)
+	k.printf("==> %d requests to %s (the front door: Traefik, through the Gateway API HTTPRoute)\n\n", n, url)
 	counts, failed := probe.Count(ctx, url, n)
 	printPods(k.out, ps, counts)
 	known := 0
@@ -182,6 +201,7 @@ func demo(ctx context.Context, k *kube, d deployment, n int) error {
 	nodes := byNode(ps)
 	k.printf("\n%d requests: %d answered by the %d pods on %d nodes, %d failed.\n", n, known, len(ps), len(nodes), failed)
 	k.printf("whoami keeps running: curl %s, make k8s-rollout, make k8s-drain, make k8s-down to stop the cluster.\n", url)
+	k.printf("(eval \"$(make -s k8s-env)\" sets WHOAMI_URL to that address, and kubectl for the cluster.)\n")
 	if known != n {
 		return fmt.Errorf("%d of %d requests were not answered by a pod of the Deployment", n-known, n)
 	}
@@ -209,6 +229,14 @@ func (k *kube) rolloutUnderLoad(ctx context.Context) (old []pod, serving, gone t
 	return old, serving, time.Since(t0), err
 }
 
+// waitOnly waits until the pods of the namespace are exactly ps.
+func (k *kube) waitOnly(ctx context.Context, ps []pod) error {
+	return probe.Until(ctx, 3*time.Minute, fmt.Sprintf("pods other than %v to be gone", names(ps)), func(ctx context.Context) (bool, error) {
+		now, err := k.pods(ctx)
+		return slices.Equal(names(now), names(ps)), err
+	})
+}
+
 // waitGone waits until none of ps exists any more.
 func (k *kube) waitGone(ctx context.Context, ps []pod) error {
 	return probe.Until(ctx, 3*time.Minute, fmt.Sprintf("pods %v to be gone", names(ps)), func(ctx context.Context) (bool, error) {
@@ -217,23 +245,55 @@ func (k *kube) waitGone(ctx context.Context, ps []pod) error {
 	})
 }
 
-// loadService starts clients that GET the Service, each request on a new
+// load is the clients of one target.
+type load struct {
+	target
+	*probe.Load
+}
+
+// loads are the same clients on each target.
+type loads []load
+
+// startLoads starts o.Clients clients on each target, each request on a new
 // connection, so that kube-proxy chooses a pod for each.
-func (k *kube) loadService(ctx context.Context, clients int) (*probe.Load, error) {
-	url, err := k.serviceURL(ctx)
-	if err != nil || clients == 0 {
+func (k *kube) startLoads(ctx context.Context, o probe.Options) (loads, error) {
+	ts, err := k.targets(ctx)
+	if err != nil || o.Clients == 0 {
 		return nil, err
 	}
-	return probe.Start(ctx, url, probe.Options{Clients: clients, NewConnections: true}), nil
+	var ls loads
+	o.NewConnections = true
+	for _, t := range ts {
+		o.Host = t.host
+		ls = append(ls, load{t, probe.Start(ctx, t.url, o)})
+	}
+	return ls, nil
+}
+
+func (ls loads) Stop() {
+	for _, l := range ls {
+		l.Stop()
+	}
+}
+
+// Bodies are the answers of every target, by body.
+func (ls loads) Bodies() map[string]int {
+	m := map[string]int{}
+	for _, l := range ls {
+		for b, n := range l.Bodies() {
+			m[b] += n
+		}
+	}
+	return m
 }
 
 func rollout(ctx context.Context, k *kube, clients int) error {
-	load, err := k.loadService(ctx, clients)
+	load, err := k.startLoads(ctx, probe.Options{Clients: clients})
 	if err != nil {
 		return err
 	}
 	defer load.Stop()
-	k.printf("==> kubectl rollout restart deployment/whoami, while %d clients load the Service\n", clients)
+	k.printf("==> kubectl rollout restart deployment/whoami, while %d clients load the Service and %d the front door\n", clients, clients)
 	old, took, gone, err := k.rolloutUnderLoad(ctx)
 	if err != nil {
 		return err
@@ -249,20 +309,26 @@ func rollout(ctx context.Context, k *kube, clients int) error {
 		old[i].Gone = true
 	}
 	printPods(k.out, append(old, ps...), load.Bodies())
-	k.printf("\nmeanwhile %d clients sent ", clients)
-	return reportLoad(k, load)
+	k.printf("\n")
+	return reportLoad(k, load, clients)
 }
 
-// reportLoad prints the load's counts and fails if a request failed.
-func reportLoad(k *kube, l *probe.Load) error {
-	if l == nil {
+// reportLoad prints the counts of each load and fails if a request failed.
+func reportLoad(k *kube, ls loads, clients int) error {
+	if len(ls) == 0 {
 		k.printf("no requests (-clients 0)\n")
 		return nil
 	}
-	if k.out != nil {
-		l.Report(k.out)
+	failed := 0
+	for _, l := range ls {
+		k.printf("meanwhile %d clients through %s (%s) sent ", clients, l.name, l.url)
+		if k.out != nil {
+			l.Report(k.out)
+		}
+		_, f := l.Counts()
+		failed += f
 	}
-	if _, failed := l.Counts(); failed > 0 {
+	if failed > 0 {
 		return fmt.Errorf("%d requests failed", failed)
 	}
 	return nil

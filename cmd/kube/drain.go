@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"whoami/internal/probe"
 )
 
 // busiest returns the node that runs the most of ps (the last by name on a tie).
@@ -78,7 +80,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	}
 	k.printf("==> the pods before\n")
 	printPods(k.out, ps, nil)
-	load, err := k.loadService(ctx, clients)
+	load, err := k.startLoads(ctx, probe.Options{Clients: clients})
 	if err != nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	// Uncordon even if the drain fails: never leave a node unschedulable.
 	defer k.get(context.WithoutCancel(ctx), "uncordon", node)
 
-	k.printf("\n==> kubectl drain %s, while %d clients load the Service (the budget lets one pod go at a time)\n", node, clients)
+	k.printf("\n==> kubectl drain %s, while %d clients load the Service and %d the front door (the budget lets one pod go at a time)\n", node, clients, clients)
 	took, fewest, err := k.drainNode(ctx, node)
 	if err != nil {
 		return err
@@ -113,6 +115,6 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 		return err
 	}
 	printPods(k.out, ps, load.Bodies())
-	k.printf("\nmeanwhile %d clients sent ", clients)
-	return reportLoad(k, load)
+	k.printf("\n")
+	return reportLoad(k, load, clients)
 }

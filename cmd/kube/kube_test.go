@@ -31,7 +31,9 @@ import (
 // applied by the real API server with its admission, the image released by
 // the release tool and pulled by the nodes, real pods run by the kubelets,
 // and real requests from this machine to the Service's ClusterIP through
-// kube-proxy. Each test deploys into a namespace of its own and removes it.
+// kube-proxy and through the front door (Traefik, from the HTTPRoute of
+// deploy/kubernetes/gateway). Each test deploys into a namespace of its own,
+// with a route that matches only the Host of that namespace, and removes it.
 // They need root: they read the pods' processes in /proc and signal them.
 
 const (
@@ -39,8 +41,13 @@ const (
 	clusterScript = "../../deploy/kubernetes/cluster/cluster.sh"
 )
 
-// released is the image the tests deploy, pushed by the release tool.
-var released string
+// released is the image the tests deploy, pushed by the release tool to
+// the project's registry.
+var released, registry string
+
+// frontDoor is whoami's URL through the cluster's front door (cluster.sh
+// run sets WHOAMI_URL).
+var frontDoor = os.Getenv("WHOAMI_URL")
 
 func TestMain(m *testing.M) {
 	probe.RunFlood() // when a test's probe.Flood runs this binary as the flood
@@ -54,6 +61,10 @@ func releaseAndRun(m *testing.M) int {
 			"make test starts it (as root); by hand: make k8s-up, then eval \"$(make -s k8s-env)\".\n", err)
 		return 1
 	}
+	if frontDoor == "" {
+		fmt.Fprintln(os.Stderr, "FAIL: WHOAMI_URL (whoami through the front door) is not set: eval \"$(make -s k8s-env)\", or run the tests through make test")
+		return 1
+	}
 	// The working tree, released for linux/amd64 to a repository of the
 	// tests, in the project's registry, as make release does (.env).
 	env, err := facts.Load("../..")
@@ -62,7 +73,8 @@ func releaseAndRun(m *testing.M) int {
 		return 1
 	}
 	tag := "test-" + strings.ToLower(rand.Text()[:8])
-	released = env["REGISTRY"] + "/whoami-k8s-test:" + tag
+	registry = env["REGISTRY"]
+	released = registry + "/whoami-k8s-test:" + tag
 	cmd := exec.Command("go", "run", "../release", "-C", "../..", "-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"],
 		"-sbom-generator", env["SBOM_GENERATOR"], "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64", "-allow-dirty")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -77,7 +89,7 @@ func releaseAndRun(m *testing.M) int {
 // the namespace when the test ends.
 func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
 	t.Helper()
-	k := &kube{namespace: "whoami-test-" + strings.ToLower(rand.Text()[:6])}
+	k := newKube()
 	t.Cleanup(func() { removeNamespace(t, k) })
 	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
 		t.Fatalf("kubectl apply -k: %v %s", err, warnings)
@@ -89,8 +101,14 @@ func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
 	return k, ps
 }
 
+// newKube is a namespace of the test's own, and the Host its route matches.
+func newKube() *kube {
+	ns := "whoami-test-" + strings.ToLower(rand.Text()[:6])
+	return &kube{namespace: ns, frontDoor: frontDoor, host: ns + ".test"}
+}
+
 func (k *kube) deployment() deployment {
-	return deployment{image: released, manifests: manifests, cluster: clusterScript, namespace: k.namespace}
+	return deployment{image: released, manifests: manifests, cluster: clusterScript, namespace: k.namespace, host: k.host}
 }
 
 // removeNamespace deletes the test's namespace and waits until it is gone.
@@ -109,30 +127,32 @@ func removeNamespace(t *testing.T, k *kube) {
 	}
 }
 
-func load(t *testing.T, ctx context.Context, k *kube, o probe.Options) *probe.Load {
+// startLoads starts the same clients through the Service and through the
+// front door, side by side.
+func startLoads(t *testing.T, ctx context.Context, k *kube, o probe.Options) loads {
 	t.Helper()
-	url, err := k.serviceURL(ctx)
+	ls, err := k.startLoads(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.NewConnections = true // kube-proxy chooses a pod per connection
-	l := probe.Start(ctx, url, o)
-	t.Cleanup(l.Stop)
-	return l
+	t.Cleanup(ls.Stop)
+	return ls
 }
 
-func noFailures(t *testing.T, l *probe.Load) {
+func noFailures(t *testing.T, ls loads) {
 	t.Helper()
-	total, failed := l.Counts()
-	t.Logf("%d requests, %d failed", total, failed)
-	if total == 0 || failed > 0 {
-		t.Errorf("%d of %d requests failed: %v", failed, total, l.Errors())
+	for _, l := range ls {
+		total, failed := l.Counts()
+		t.Logf("through %s: %d requests, %d failed, slowest answer %.2f s", l.name, total, failed, l.Slowest().Seconds())
+		if total == 0 || failed > 0 {
+			t.Errorf("through %s: %d of %d requests failed: %v", l.name, failed, total, l.Errors())
+		}
 	}
 }
 
 func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
 	ctx := context.Background()
-	k := &kube{namespace: "whoami-test-" + strings.ToLower(rand.Text()[:6])}
+	k := newKube()
 	t.Cleanup(func() { removeNamespace(t, k) })
 	// A server-side dry run cannot create the namespace that the objects go
 	// in: create it first, then the API server validates and admits the rest.
@@ -168,11 +188,12 @@ func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
 	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
 		t.Fatalf("kubectl apply -k: %v; warnings:\n%s", err, warnings)
 	}
-	out, err := k.get(ctx, "get", "deployment,service,poddisruptionbudget,networkpolicy", "-o", "name")
+	out, err := k.get(ctx, "get", "deployment,service,poddisruptionbudget,networkpolicy,httproute,middleware", "-o", "name")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"deployment.apps/whoami", "networkpolicy.networking.k8s.io/whoami", "poddisruptionbudget.policy/whoami", "service/whoami"}
+	want := []string{"deployment.apps/whoami", "httproute.gateway.networking.k8s.io/whoami", "middleware.traefik.io/retry",
+		"networkpolicy.networking.k8s.io/whoami", "poddisruptionbudget.policy/whoami", "service/whoami"}
 	if got := slices.Sorted(slices.Values(strings.Fields(out))); !slices.Equal(got, want) {
 		t.Errorf("objects in %s: %v, want %v", k.namespace, got, want)
 	}
@@ -281,24 +302,26 @@ func mountOptions(t *testing.T, proc string) []string {
 	return nil
 }
 
-func TestTheServiceAnswersFromEveryPod(t *testing.T) {
+func TestTheServiceAndTheFrontDoorAnswerFromEveryPod(t *testing.T) {
 	ctx := context.Background()
 	k, ps := deploy(t, ctx)
-	url, err := k.serviceURL(ctx)
+	ts, err := k.targets(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts, failed := probe.Count(ctx, url, 30)
-	t.Logf("30 requests to %s: %v", url, counts)
-	if failed > 0 || !slices.Equal(slices.Sorted(maps.Keys(counts)), names(ps)) {
-		t.Errorf("30 requests: answered by %v, %d failed; want exactly the pods %v", counts, failed, names(ps))
+	for _, tg := range ts {
+		counts, failed := probe.CountAs(ctx, tg.url, tg.host, 30)
+		t.Logf("30 requests to %s (%s, Host %q): %v", tg.name, tg.url, tg.host, counts)
+		if failed > 0 || !slices.Equal(slices.Sorted(maps.Keys(counts)), names(ps)) {
+			t.Errorf("30 requests through %s: answered by %v, %d failed; want exactly the pods %v", tg.name, counts, failed, names(ps))
+		}
 	}
 }
 
 func TestRolloutRestartUnderLoadLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	k, _ := deploy(t, ctx)
-	l := load(t, ctx, k, probe.Options{Clients: 4})
+	l := startLoads(t, ctx, k, probe.Options{Clients: 4})
 	old, took, gone, err := k.rolloutUnderLoad(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -313,8 +336,10 @@ func TestRolloutRestartUnderLoadLosesNothing(t *testing.T) {
 	if len(serving(ps)) != 3 || slices.ContainsFunc(ps, func(p pod) bool { return slices.Contains(names(old), p.Name) }) {
 		t.Errorf("after the rollout: %v, before: %v; want 3 pods, all new", names(ps), names(old))
 	}
-	if s := l.Strangers(append(names(old), names(ps)...)); len(s) > 0 {
-		t.Errorf("answers from no pod of the Deployment: %v", s)
+	for _, l := range l {
+		if s := l.Strangers(append(names(old), names(ps)...)); len(s) > 0 {
+			t.Errorf("through %s, answers from no pod of the Deployment: %v", l.name, s)
+		}
 	}
 }
 
@@ -331,7 +356,7 @@ func (k *kube) evict(ctx context.Context, pod string) error {
 func TestTheBudgetLetsOnePodGoAtATime(t *testing.T) {
 	ctx := context.Background()
 	k, ps := deploy(t, ctx)
-	l := load(t, ctx, k, probe.Options{Clients: 4})
+	l := startLoads(t, ctx, k, probe.Options{Clients: 4})
 	if err := k.evict(ctx, ps[0].Name); err != nil {
 		t.Fatalf("evicting the first pod: %v", err)
 	}
@@ -383,7 +408,7 @@ func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 	ps := spread(t, ctx, k, 2)
 	node := busiest(ps)
 	t.Cleanup(func() { k.get(context.Background(), "uncordon", node) })
-	l := load(t, ctx, k, probe.Options{Clients: 4})
+	l := startLoads(t, ctx, k, probe.Options{Clients: 4})
 	took, fewest, err := k.drainNode(ctx, node)
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +437,59 @@ func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 	}
 }
 
+// pacedLoad is a steady probe of 4 clients each pausing 50 ms between
+// requests, not a flood: at thousands of new connections a second from one
+// address, source ports come round again within a minute, and a new
+// connection that reuses one matches a stale conntrack entry that still
+// points at a lost pod (see the partition test). The time-out is short, so
+// that a request to a pod that will never answer counts as failed.
+var pacedLoad = probe.Options{Clients: 4, Timeout: 2 * time.Second, Interval: 50 * time.Millisecond}
+
+// since is, for each load, how long it has run: failures are counted from there.
+func (ls loads) since() []time.Duration {
+	d := make([]time.Duration, len(ls))
+	for i, l := range ls {
+		d[i] = l.Since()
+	}
+	return d
+}
+
+// outcome is what a load saw of a fault.
+type outcome struct {
+	total, failed int
+	first, last   time.Duration // when the first and last failed requests were sent, after the fault
+}
+
+// outcomes logs and returns what each load saw of a fault that began when
+// each had run starts[i], side by side.
+func outcomes(t *testing.T, ls loads, starts []time.Duration, fault string) []outcome {
+	t.Helper()
+	out := make([]outcome, len(ls))
+	for i, l := range ls {
+		o := &out[i]
+		o.total, o.failed = l.Counts()
+		if f := l.Failures(); len(f) > 0 {
+			o.first, o.last = f[0]-starts[i], f[len(f)-1]-starts[i]
+		}
+		t.Logf("through %-14s %4d of %5d requests failed (%.2f%%), sent from %.1f s to %.1f s after %s; slowest answer %.2f s",
+			l.name+":", o.failed, o.total, 100*float64(o.failed)/float64(max(o.total, 1)), o.first.Seconds(), o.last.Seconds(), fault, l.Slowest().Seconds())
+	}
+	return out
+}
+
+// frontDoorGoals checks what the front door promises when a pod or a node
+// is lost: at most 1% of the requests failed, and none sent after the first
+// 5 s.
+func frontDoorGoals(t *testing.T, o outcome) {
+	t.Helper()
+	if o.total == 0 || o.failed*100 > o.total {
+		t.Errorf("through the front door %d of %d requests failed: want at most 1%%", o.failed, o.total)
+	}
+	if o.failed > 0 && o.last > 5*time.Second {
+		t.Errorf("through the front door a request sent %.1f s after the fault failed: want none after the first 5 s", o.last.Seconds())
+	}
+}
+
 // timeline records when things happened, since its start.
 type timeline struct{ t0 time.Time }
 
@@ -426,14 +504,10 @@ func TestAFrozenPodLeavesTheServiceAndIsRestarted(t *testing.T) {
 	k, ps := deploy(t, ctx)
 	victim := ps[0]
 	pid := process(t, victim.ContainerID)
-	// A steady load, not a flood: at thousands of new connections a second
-	// from one address, source ports come round again within a minute, and
-	// a new connection that reuses one matches a stale conntrack entry that
-	// still points at the frozen pod (see the partition test).
-	l := load(t, ctx, k, probe.Options{Clients: 4, Timeout: 2 * time.Second, Interval: 50 * time.Millisecond})
+	ls := startLoads(t, ctx, k, pacedLoad)
 	time.Sleep(time.Second)
 	tl := &timeline{t0: time.Now()}
-	start := l.Since()
+	starts := ls.since()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -457,17 +531,13 @@ func TestAFrozenPodLeavesTheServiceAndIsRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Stop()
-	total, failed := l.Counts()
-	last := time.Duration(0)
-	if f := l.Failures(); len(f) > 0 {
-		last = f[len(f)-1] - start
-	}
-	t.Logf("%d of %d requests failed (each waited the client's 2 s time-out), the last one sent %.1f s after SIGSTOP; slowest answer %.1f s",
-		failed, total, last.Seconds(), l.Slowest().Seconds())
+	ls.Stop()
+	o := outcomes(t, ls, starts, "SIGSTOP")
+	frontDoorGoals(t, o[1])
+	last := o[0].last
 	// Generous bounds that catch a probe gone wrong, not timings.
 	if notReady == 0 || notReady > 30*time.Second {
-		t.Errorf("not Ready after %v: the readiness probe (every 2 s, 2 failures) should take it out within seconds", notReady)
+		t.Errorf("not Ready after %v: the readiness probe (every second, 2 failures) should take it out within seconds", notReady)
 	}
 	if restarted > 150*time.Second {
 		t.Errorf("restarted after %v: the liveness probe gives up after 30 s, plus the grace period", restarted)
@@ -532,7 +602,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	ps := spread(t, ctx, k, 2)
 	const node = "node-2" // node-1 carries this machine's route to the Services
 	lost := slices.DeleteFunc(slices.Clone(ps), func(p pod) bool { return p.Node != node })
-	l := load(t, ctx, k, probe.Options{Clients: 4, Timeout: 2 * time.Second, Interval: 50 * time.Millisecond})
+	ls := startLoads(t, ctx, k, pacedLoad)
 	time.Sleep(time.Second)
 	heal := func() {
 		if out, err := exec.Command(clusterScript, "heal", node).CombinedOutput(); err != nil {
@@ -540,7 +610,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 		}
 	}
 	tl := &timeline{t0: time.Now()}
-	start := l.Since()
+	starts := ls.since()
 	if out, err := exec.Command(clusterScript, "partition", node).CombinedOutput(); err != nil {
 		t.Fatalf("cluster.sh partition %s: %v %s", node, err, out)
 	}
@@ -588,22 +658,18 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	}
 	// Keep the load on a while: failures must have stopped.
 	time.Sleep(10 * time.Second)
-	failures := l.Failures()
-	var first, last time.Duration
-	if len(failures) > 0 {
-		first, last = failures[0]-start, failures[len(failures)-1]-start
-	}
-	total, failed := l.Counts()
-	t.Logf("%d of %d requests failed, from %.1f s to %.1f s after the cut", failed, total, first.Seconds(), last.Seconds())
+	o := outcomes(t, ls, starts, "the cut")
+	frontDoorGoals(t, o[1])
+	failed, last := o[0].failed, o[0].last
 	var before, after int
-	for _, f := range failures {
-		if f-start < unlisted {
+	for _, f := range ls[0].Failures() {
+		if f-starts[0] < unlisted {
 			before++
 		} else {
 			after++
 		}
 	}
-	t.Logf("%d failed before the endpoints changed, %d after (stale conntrack entries)", before, after)
+	t.Logf("through the Service, %d failed before the endpoints changed, %d after (stale conntrack entries)", before, after)
 
 	heal()
 	healed = true
@@ -622,7 +688,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl.mark(t, "the lost pods gone: the kubelet learned they were deleted")
-	l.Stop()
+	ls.Stop()
 	spread(t, ctx, k, 2)
 	tl.mark(t, "a rollout spread the pods over both nodes again")
 
@@ -634,7 +700,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 		t.Errorf("the pods were replaced %v after the node was marked: want about 30 s (the manifests' tolerationSeconds)", replaced-unreachable)
 	}
 	if failed == 0 {
-		t.Error("no request failed: the cut did not reach the pods of the node")
+		t.Error("no request through the Service failed: the cut did not reach the pods of the node")
 	}
 	if last > replaced {
 		t.Logf("requests still failed %.1f s after the pods were replaced (stale conntrack entries)", (last - replaced).Seconds())

@@ -12,10 +12,15 @@ import (
 	"time"
 )
 
-// kube is kubectl for one namespace.
+// kube is kubectl for one namespace, and the ways into its whoami.
 type kube struct {
 	namespace string
 	out       io.Writer // progress lines; nil for none
+	// frontDoor is whoami's URL through the cluster's front door (a Gateway)
+	// from this machine: WHOAMI_URL, which make -s k8s-env prints. host, if
+	// set, is the Host its route matches (the tests route by it, so that
+	// they and the demo can share the Gateway).
+	frontDoor, host string
 }
 
 // kubectl runs kubectl with args in the namespace and returns its standard
@@ -155,6 +160,21 @@ func (k *kube) serviceURL(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%v: deploy whoami first (make k8s-demo)", err)
 	}
 	return "http://" + strings.TrimSuffix(out, ":80") + "/whoami", nil
+}
+
+// target is a way into whoami from this machine.
+type target struct {
+	name      string // for people: "the Service" or "the front door"
+	url, host string // host, if set, is the requests' Host
+}
+
+// targets are the Service's ClusterIP and the front door.
+func (k *kube) targets(ctx context.Context) ([]target, error) {
+	url, err := k.serviceURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []target{{"the Service", url, ""}, {"the front door", k.frontDoor, k.host}}, nil
 }
 
 // printPods writes one line per pod: name, node, address, state, and, if

@@ -1,7 +1,7 @@
 // Command kube drives whoami on the project's Kubernetes cluster
 // (deploy/kubernetes/cluster): it deploys the released image by digest,
-// shows which pod answers through the Service, and replaces or moves the
-// pods under load. It is what `make k8s-demo`, `make k8s-rollout` and
+// shows which pod answers through the cluster's front door, and replaces or
+// moves the pods under load, through the front door and the Service. It is what `make k8s-demo`, `make k8s-rollout` and
 // `make k8s-drain` run, and its tests check the cluster with real pods and
 // real requests.
 //
@@ -9,10 +9,11 @@
 //	go run ./cmd/kube rollout
 //	go run ./cmd/kube drain
 //
-// It runs the kubectl it finds on PATH with the usual KUBECONFIG
-// (`eval "$(make -s k8s-env)"` sets both), and sends requests only to the
-// Service's ClusterIP, which the cluster routes from this machine. Every run
-// is bounded in requests and in time.
+// It runs the kubectl it finds on PATH with the usual KUBECONFIG, and sends
+// requests only to the front door at WHOAMI_URL (a node's address) and to
+// the Service's ClusterIP, which the cluster routes from this machine
+// (`eval "$(make -s k8s-env)"` sets all three). Every run is bounded in
+// requests and in time.
 package main
 
 import (
@@ -40,13 +41,13 @@ func main() {
 const usage = `Usage: kube demo|rollout|drain [flags]
 
   demo     deploy the manifests with -image by digest (kubectl apply -k),
-           wait for 3 Ready pods, send -n requests through the Service and
-           print which pod answered how many
-  rollout  kubectl rollout restart while -clients clients load the
-           Service; fails if a single request failed
+           wait for 3 Ready pods, send -n requests through the front door
+           (WHOAMI_URL) and print which pod answered how many
+  rollout  kubectl rollout restart while -clients clients load the Service
+           and as many the front door; fails if a single request failed
   drain    kubectl drain of one node (-node, default the one with the most
-           pods) under load, then uncordon it and spread the pods again with
-           a rollout; fails if a single request failed
+           pods) under the same load, then uncordon it and spread the pods
+           again with a rollout; fails if a single request failed
 
 Flags:
 `
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	clients := fs.Int("clients", 4, "rollout, drain: concurrent clients (0: no load)")
 	node := fs.String("node", "", "drain: the node to drain (default: the one running the most pods)")
 	namespace := fs.String("namespace", "whoami", "the namespace of the manifests")
-	manifests := fs.String("manifests", "deploy/kubernetes", "the folder of the manifests and their Kustomization")
+	manifests := fs.String("manifests", "deploy/kubernetes", "the folder of the manifests and their Kustomization (and of gateway/, the route)")
 	cluster := fs.String("cluster", "deploy/kubernetes/cluster/cluster.sh", "the cluster's script (it loads the image into the nodes)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	// The command comes first (kube demo -image ...), or after the flags.
@@ -88,11 +89,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	k := &kube{namespace: *namespace, out: stdout}
+	k := &kube{namespace: *namespace, out: stdout, frontDoor: os.Getenv("WHOAMI_URL")}
 	switch cmd {
 	case "demo", "rollout", "drain":
 		if err := k.ping(ctx); err != nil {
 			return err
+		}
+		if k.frontDoor == "" {
+			return errors.New("WHOAMI_URL, whoami through the cluster's front door, is not set: eval \"$(make -s k8s-env)\" (the make k8s-* targets set it themselves)")
 		}
 		switch cmd {
 		case "demo":

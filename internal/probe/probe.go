@@ -20,9 +20,18 @@ import (
 
 // Get GETs url and returns the body and the status code.
 func Get(ctx context.Context, c *http.Client, url string) (string, int, error) {
+	return getAs(ctx, c, url, "")
+}
+
+// getAs is Get with host, if not empty, as the request's Host: the name that a
+// gateway routes by, sent to the address in url.
+func getAs(ctx context.Context, c *http.Client, url, host string) (string, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", 0, err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -37,10 +46,15 @@ func Get(ctx context.Context, c *http.Client, url string) (string, int, error) {
 // (so that a balancer chooses again each time), and counts the 200 answers
 // by body without its newline (a hostname); failed counts the rest.
 func Count(ctx context.Context, url string, n int) (counts map[string]int, failed int) {
+	return CountAs(ctx, url, "", n)
+}
+
+// CountAs is Count with host, if not empty, as the requests' Host.
+func CountAs(ctx context.Context, url, host string, n int) (counts map[string]int, failed int) {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	counts = map[string]int{}
 	for range n {
-		body, code, err := Get(ctx, c, url)
+		body, code, err := getAs(ctx, c, url, host)
 		if err != nil || code != http.StatusOK {
 			failed++
 			continue
@@ -97,6 +111,9 @@ type Options struct {
 	// Interval, if set, is the pause of each client between requests: a
 	// steady probe rather than a flood.
 	Interval time.Duration
+	// Host, if set, is the requests' Host instead of the URL's: the name a
+	// gateway routes by.
+	Host string
 }
 
 // Load is concurrent clients sending GET to a URL until stopped, counting
@@ -130,7 +147,7 @@ func Start(ctx context.Context, url string, o Options) *Load {
 		l.wg.Go(func() {
 			for ctx.Err() == nil && l.sent.Add(1) <= maxRequests {
 				t0 := time.Now()
-				body, code, err := Get(ctx, c, url)
+				body, code, err := getAs(ctx, c, url, o.Host)
 				if ctx.Err() != nil {
 					l.sent.Add(-1) // cut short by Stop: not a failure, not counted
 					return
