@@ -131,19 +131,19 @@ provision-images provision-lb provision-bench provision-release provision-kubern
 	@$(PROVISION) $(@:provision-%=%)
 
 .PHONY: k8s-up
-k8s-up: provision-kubernetes ## Start the project's two-node Kubernetes cluster (built from source the first time; root)
+k8s-up: provision-kubernetes ## Start the project's two-node Kubernetes cluster, its DNS and front door (built from source the first time; root)
 	@$(CLUSTER) up
 
 .PHONY: k8s-env
-k8s-env: ## Print the lines that point kubectl at the cluster: eval "$$(make -s k8s-env)"
+k8s-env: ## Print the lines that point kubectl at the cluster, and WHOAMI_URL: eval "$$(make -s k8s-env)"
 	@$(CLUSTER) env
 
 .PHONY: k8s-demo
-k8s-demo: k8s-running release ## Deploy the released image by digest on the cluster, 30 requests through the Service, who answered
+k8s-demo: k8s-running release ## Deploy the released image by digest on the cluster, 30 requests through the front door, who answered
 	@$(CLUSTER) exec $(GO) run ./cmd/kube demo -image $(REGISTRY)/$(IMAGE):$(VERSION)
 
 .PHONY: k8s-rollout
-k8s-rollout: k8s-running ## kubectl rollout restart under load: 0 failed requests
+k8s-rollout: k8s-running ## kubectl rollout restart under load (the Service and the front door): 0 failed requests
 	@$(CLUSTER) exec $(GO) run ./cmd/kube rollout
 
 .PHONY: k8s-drain
@@ -151,7 +151,7 @@ k8s-drain: k8s-running ## Drain a node under load (the budget holds), uncordon, 
 	@$(CLUSTER) exec $(GO) run ./cmd/kube drain
 
 .PHONY: k8s-down
-k8s-down: ## Stop the cluster and remove everything k8s-up made
+k8s-down: ## Stop the cluster, remove everything k8s-up made, put back the kernel parameters it changed
 	@$(CLUSTER) down
 
 .PHONY: k8s-running

@@ -572,7 +572,8 @@ front_door() { printf 'http://%s:%s/whoami' "${node_ip[$tunnel_node]}" "$node_po
 # kernel_parameters: every kernel parameter and its value, but those that
 # move by themselves.
 kernel_parameters() {
-	sysctl -a 2>/dev/null | grep -Ev '^(fs\.(dentry-state|inode-|file-nr|quota\.)|kernel\.(ns_last_pid|random\.|pty\.nr)|net\.netfilter\.nf_conntrack_count) ' | sort
+	sysctl -a 2>/dev/null |
+		grep -Ev '^(fs\.(dentry-state|inode-\S+|file-nr|quota\.\S+)|kernel\.(ns_last_pid|random\.\S+|pty\.nr)|net\.netfilter\.nf_conntrack_count) = ' | sort
 }
 
 # restore_kernel_parameters: puts back each parameter that changed since up,
