@@ -162,7 +162,7 @@ build() {
 		docker image rm "$pause_image:$tag" >/dev/null
 		rm -rf "$ctx"
 	fi
-	build_addon coredns "$coredns_version" "$coredns_image" "about 3 min the first time"
+	build_addon coredns "$coredns_version" "$coredns_image" "about 2 min the first time"
 	build_addon traefik "$traefik_version" "$traefik_image" "about 4 min and 3 GB of memory the first time" \
 		"-X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
 }
