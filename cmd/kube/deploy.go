@@ -138,7 +138,10 @@ func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
 		return nil, err
 	}
 	var ps []pod
-	seen := make([]map[string]bool, len(ts))
+	seen := make([]map[string]bool, len(ts)) // by target, the pods that answered
+	for i := range seen {
+		seen[i] = map[string]bool{}
+	}
 	err = probe.Until(ctx, 2*time.Minute, fmt.Sprintf("the Service and the front door to answer from %d pods", want), func(ctx context.Context) (bool, error) {
 		var err error
 		if ps, err = k.pods(ctx); err != nil {
@@ -147,9 +150,6 @@ func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
 		ps = serving(ps)
 		all := len(ps) == want
 		for i, t := range ts {
-			if seen[i] == nil {
-				seen[i] = map[string]bool{}
-			}
 			counts, _ := probe.CountAs(ctx, t.url, t.host, 3)
 			for name := range counts {
 				seen[i][name] = true

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -187,9 +188,8 @@ func TestTheFrontDoorRetriesOnlyIdempotentRequests(t *testing.T) {
 			return 0, err.Error()
 		}
 		defer resp.Body.Close()
-		b := make([]byte, 512)
-		n, _ := resp.Body.Read(b)
-		return resp.StatusCode, strings.TrimSpace(string(b[:n]))
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
 	}
 	// The route has moved once a POST meets a dead endpoint.
 	if err := probe.Until(ctx, time.Minute, "the route to move to the half-dead Service", func(context.Context) (bool, error) {

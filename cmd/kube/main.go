@@ -1,9 +1,9 @@
 // Command kube drives whoami on the project's Kubernetes cluster
 // (deploy/kubernetes/cluster): it deploys the released image by digest,
 // shows which pod answers through the cluster's front door, and replaces or
-// moves the pods under load, through the front door and the Service. It is what `make k8s-demo`, `make k8s-rollout` and
-// `make k8s-drain` run, and its tests check the cluster with real pods and
-// real requests.
+// moves the pods under load, through the front door and the Service. It is
+// what `make k8s-demo`, `make k8s-rollout` and `make k8s-drain` run, and its
+// tests check the cluster with real pods and real requests.
 //
 //	go run ./cmd/kube demo -image REGISTRY/whoami:v1.2.3   # make k8s-demo: the release of this commit
 //	go run ./cmd/kube rollout

@@ -24,15 +24,13 @@ func Get(ctx context.Context, c *http.Client, url string) (string, int, error) {
 }
 
 // getAs is Get with host, if not empty, as the request's Host: the name that a
-// gateway routes by, sent to the address in url.
+// gateway routes by, sent to the address in url. (An empty Host is url's.)
 func getAs(ctx context.Context, c *http.Client, url, host string) (string, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", 0, err
 	}
-	if host != "" {
-		req.Host = host
-	}
+	req.Host = host
 	resp, err := c.Do(req)
 	if err != nil {
 		return "", 0, err

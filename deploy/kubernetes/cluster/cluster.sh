@@ -543,12 +543,8 @@ module_dir() { (cd "$here/$1" && go mod download -json "$2" | sed -n 's/^\t"Dir"
 # very modules Traefik was built with.
 start_addons() {
 	say "cluster DNS: CoreDNS $coredns_version behind kube-dns ($dns_ip); front door: Traefik $traefik_version, Gateway web, port $node_port of each node"
-	local node image gateway_api traefik
-	for node in "${nodes[@]}"; do
-		for image in "$coredns_image" "$traefik_image"; do
-			ctr "$node" images pull --plain-http "$image" >/dev/null
-		done
-	done
+	local image gateway_api traefik
+	for image in "$coredns_image" "$traefik_image"; do load "$image"; done
 	gateway_api=$(module_dir traefik sigs.k8s.io/gateway-api)
 	traefik=$(module_dir traefik github.com/traefik/traefik/v3)
 	if [ ! -d "$gateway_api" ] || [ ! -d "$traefik" ]; then
@@ -581,7 +577,7 @@ kernel_parameters() {
 # vm.overcommit_memory and the keyring quotas for the whole machine.
 restore_kernel_parameters() {
 	[ -s "$state/sysctl-before" ] || return 0
-	local key value
+	local line key value
 	while IFS= read -r line; do
 		key=${line%% = *} value=${line#* = }
 		say "kernel parameter $key: $(sysctl -n "$key" 2>/dev/null | tr '\t' ' ') -> $value, as up found it"
