@@ -5,7 +5,7 @@
 # port, the registry, the versions of what is provisioned.
 include .env
 
-# Everything can be overridden: make image-multi VERSION=v1.0.0 PLATFORM=linux/arm64
+# Everything can be overridden: make image-multi VERSION=v1.0.0 PLATFORM=linux/arm/v7
 GO_VERSION   ?= $(shell sed -n 's/^go //p' go.mod)
 GOLANG_IMAGE ?= golang:$(GO_VERSION)-bookworm
 PLATFORM     ?=
@@ -21,8 +21,7 @@ COMPOSE      ?= $(DOCKER) compose
 GO           ?= go
 BIN          ?= bin/whoami
 FUZZTIME     ?= 15s
-# make release: for which platforms, with or without BuildKit's cache.
-PLATFORMS    ?= linux/amd64,linux/arm64
+# make release: PLATFORMS (.env's six by default), with or without BuildKit's cache.
 NO_CACHE     ?=
 ALLOW_DIRTY  ?=
 # The project's Kubernetes cluster (make k8s-up).
@@ -87,7 +86,7 @@ image-single: provision-images ## Build whoami:1.0 from Dockerfile.single (one s
 	$(DOCKER) build -f Dockerfile.single --build-arg GO_VERSION=$(GO_VERSION) -t $(SINGLE) .
 
 .PHONY: image-multi
-image-multi: provision-images ## Build whoami:2.0 from Dockerfile (multistage, a few MB); PLATFORM=linux/arm64 cross-builds
+image-multi: provision-images ## Build whoami:2.0 from Dockerfile (multistage, a few MB); PLATFORM=linux/arm64 (any of PLATFORMS) cross-builds
 	$(DOCKER) build $(if $(PLATFORM),--platform $(PLATFORM)) \
 		--build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) --build-arg SOURCE=$(SOURCE) \
@@ -106,7 +105,7 @@ lb-down: ## Stop and remove the lb-demo stack (containers and network)
 	$(COMPOSE) down --remove-orphans
 
 .PHONY: release
-release: provision-release ## Build Dockerfile for PLATFORMS with a current BuildKit, push one attested index to REGISTRY
+release: provision-release ## Build Dockerfile for PLATFORMS (six) with a current BuildKit, push one attested index to REGISTRY
 	$(GO) run ./cmd/release -registry $(REGISTRY) -builder $(RELEASE_BUILDER) -sbom-generator $(SBOM_GENERATOR) \
 		-image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
 

@@ -7,7 +7,8 @@
 #   lb          images, plus Docker Compose and the HAProxy image: make lb-demo
 #   bench       lb, plus wrk: make bench
 #   release     images, plus a current BuildKit (buildkitd), the project's
-#               registry on 127.0.0.1:5000 and the SBOM generator: make release
+#               registry on 127.0.0.1:5000 with its credentials, the SBOM
+#               generator, and emulators for the other platforms: make release
 #   kubernetes  the engine and the registry, plus containerd, runc, the CNI
 #               plugins, and the cluster's binaries and pause image, built
 #               from source: make k8s-up
@@ -163,9 +164,20 @@ ensure_golang_image() { image "$golang_image" provision/images/golang/build.sh; 
 ensure_haproxy_image() { image "$LB_IMAGE" provision/images/haproxy/build.sh; }
 
 # The project's own registry on 127.0.0.1:5000 (CNCF Distribution), for
-# releases and for the cluster's images.
+# releases and for the cluster's images. It answers no request without the
+# credentials below (401): pushes and deletes, and reads too, since
+# Distribution's htpasswd guard covers every request.
 ensure_registry() {
-	if ! answers "http://$registry/v2/"; then
+	ensure_registry_credentials
+	if [ "$(registry_status)" = 200 ]; then
+		# Anonymous requests answered: a registry started before credentials.
+		pgrep -f "^$bin/registry serve" >/dev/null ||
+			fail "the registry on $registry accepts anonymous requests and is not the project's: stop it, then rerun provision/provision.sh release"
+		need_root "the registry on $registry accepts anonymous requests"
+		step "stop the registry on $registry: it accepts anonymous requests (started before it had credentials)"
+		stop_registry
+	fi
+	if [ "$(registry_status)" != 401 ]; then
 		need_root "no registry answers on $registry"
 		if [ ! -x "$bin/registry" ]; then
 			step "go build github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION -> $bin/registry (a few minutes the first time)"
@@ -175,10 +187,67 @@ ensure_registry() {
 		step "start the registry on $registry in the background (data: /var/lib/whoami-registry, log: /var/log/whoami-registry.log)"
 		mkdir -p /var/lib/whoami-registry
 		setsid -f "$bin/registry" serve "$PWD/provision/registry.yml" >/var/log/whoami-registry.log 2>&1 </dev/null
-		for _ in $(seq 30); do answers "http://$registry/v2/" && break; sleep 1; done
-		answers "http://$registry/v2/" || fail "the registry did not answer within 30 s: see /var/log/whoami-registry.log"
+		for _ in $(seq 30); do [ "$(registry_status)" = 401 ] && break; sleep 1; done
+		[ "$(registry_status)" = 401 ] || fail "the registry did not answer an anonymous request with 401 within 30 s: see /var/log/whoami-registry.log"
 	fi
-	step "registry on $registry: $("$bin/registry" --version 2>/dev/null | awk '{ print $NF }')"
+	[ "$(registry_status -K "$registry_credentials/curlrc")" = 200 ] ||
+		fail "the registry on $registry refuses the credentials in $registry_credentials: remove that folder and rerun provision/provision.sh (as root)"
+	if ! grep -qs "\"$registry\"" "${DOCKER_CONFIG:-$HOME/.docker}/config.json"; then
+		step "docker login $registry (the credentials in $registry_credentials, for docker, BuildKit and the Go tools)"
+		cut -d: -f2- "$registry_credentials/auth" | docker login -u whoami --password-stdin "$registry" >/dev/null 2>&1 ||
+			fail "docker login $registry failed: see /var/log/whoami-registry.log"
+	fi
+	step "registry on $registry: $("$bin/registry" --version 2>/dev/null | awk '{ print $NF }'), anonymous requests refused (401)"
+}
+# registry_status [CURL_ARGS]: the status of GET /v2/, 000 if none answers.
+registry_status() { curl -s -o /dev/null -w '%{http_code}' "$@" "http://$registry/v2/"; }
+stop_registry() {
+	pkill -f "^$bin/registry serve" || true
+	for _ in $(seq 30); do [ "$(registry_status)" = 000 ] && break; sleep 1; done
+}
+
+# The registry's credentials, made once, readable by root only, never in
+# the repository or an image: in $registry_credentials (provision/lib.sh),
+# auth (whoami:password), curlrc (the same for curl), htpasswd (its bcrypt
+# hash, which the registry reads) and hosts/ (for the cluster nodes'
+# containerd, ctr --hosts-dir).
+ensure_registry_credentials() {
+	local dir=$registry_credentials
+	local hosts=$dir/hosts/$registry/hosts.toml
+	if [ -s "$dir/auth" ] && [ -s "$dir/curlrc" ] && [ -s "$dir/htpasswd" ] && [ -s "$hosts" ]; then
+		step "registry credentials: $dir (root only)"
+		return
+	fi
+	[ ! -d "$dir" ] || [ -r "$dir" ] || fail "the registry's credentials in $dir are readable by root only: run this as root"
+	need_root "the registry's credentials are missing"
+	command -v htpasswd >/dev/null || apt_install "htpasswd (the registry's password file)" apache2-utils
+	step "make the registry's credentials in $dir: user whoami, a random password (root only)"
+	local password
+	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+	(
+		umask 077
+		mkdir -p "$dir" "$(dirname "$hosts")"
+		chmod 700 "$dir"
+		printf 'whoami:%s\n' "$password" >"$dir/auth"
+		printf 'user = "whoami:%s"\n' "$password" >"$dir/curlrc"
+		htpasswd -niB whoami <<<"$password" | sed '/^$/d' >"$dir/htpasswd"
+		cat >"$hosts" <<EOF
+# The project's registry for containerd (ctr --hosts-dir), with its
+# credentials: made by provision/provision.sh.
+server = "http://$registry"
+[host."http://$registry"]
+  capabilities = ["pull", "resolve"]
+  [host."http://$registry".header]
+    Authorization = "Basic $(printf 'whoami:%s' "$password" | base64 -w0)"
+EOF
+	)
+	# New credentials: the registry reads them when it starts, and Docker
+	# logs in again.
+	if pgrep -f "^$bin/registry serve" >/dev/null; then
+		step "stop the registry on $registry: it has the old credentials"
+		stop_registry
+	fi
+	docker logout "$registry" >/dev/null 2>&1 || true
 }
 
 # A current BuildKit (buildkitd, with Debian's runc) for make release, which
@@ -218,6 +287,47 @@ ensure_buildkitd() {
 		docker push -q "$registry/library/$golang_image" >/dev/null
 		docker image rm "$registry/library/$golang_image" >/dev/null
 	fi
+}
+
+# Emulators for the platforms of a release that this machine cannot run
+# (.env's PLATFORMS): the release tests start every platform's image.
+# Debian's qemu-user-static, registered with the kernel's binfmt_misc with
+# the F flag (the interpreter is opened once, so it works inside containers).
+# A registration that is already there, made by anyone, is left as it is.
+ensure_emulators() {
+	local native p arch archs=() missing=()
+	native=linux/$(go env GOARCH)
+	for p in ${PLATFORMS//,/ }; do
+		[ "$p" != "$native" ] || continue
+		case $p in
+		linux/arm64*) arch=aarch64 ;;
+		linux/arm/*) arch=arm ;;
+		linux/ppc64le | linux/s390x | linux/riscv64) arch=${p#linux/} ;;
+		*) fail "no emulator known for $p (PLATFORMS): remove it, or register one with binfmt_misc yourself" ;;
+		esac
+		archs+=("$arch")
+		[ -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] || missing+=("$arch")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		need_root "emulators for ${missing[*]} are not registered"
+		if ! command -v update-binfmts >/dev/null || [ ! -x /usr/bin/qemu-aarch64-static ]; then
+			apt_install "qemu-user-static (emulators for the release tests)" qemu-user-static binfmt-support
+		fi
+		if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
+			step "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc"
+			mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+		fi
+		for arch in "${missing[@]}"; do
+			[ ! -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] || continue # there once mounted
+			step "update-binfmts --enable qemu-$arch"
+			update-binfmts --enable "qemu-$arch"
+		done
+	fi
+	local line=""
+	for arch in "${archs[@]}"; do
+		line+=" qemu-$arch ($(sed -n 's/^flags: //p' "/proc/sys/fs/binfmt_misc/qemu-$arch"))"
+	done
+	step "emulators registered for PLATFORMS:${line:- none needed}"
 }
 
 # The SBOM generator image that make release names: Syft from the Go module
@@ -275,7 +385,7 @@ provision() {
 	images) ensure engine buildx golang_image ;;
 	lb) ensure engine buildx golang_image compose haproxy_image ;;
 	bench) ensure engine buildx golang_image compose haproxy_image wrk ;;
-	release) ensure engine buildx golang_image registry buildkitd sbom_generator ;;
+	release) ensure engine buildx golang_image registry buildkitd sbom_generator emulators ;;
 	kubernetes) ensure engine registry kubernetes ;;
 	lint) ensure shellcheck ;;
 	all) for t in images lb release kubernetes lint; do provision $t; done ;;

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"whoami/internal/probe"
+	"whoami/internal/registryauth"
 )
 
 // deployment is the manifests with a released image.
@@ -39,12 +40,16 @@ func digest(ctx context.Context, ref string) (repo, dgst string, err error) {
 		return "", "", err
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+	registryauth.Authorize(req)
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		return "", "", fmt.Errorf("no registry answers at %s (%v): run make release", host, err)
 	}
 	resp.Body.Close()
 	dgst = resp.Header.Get("Docker-Content-Digest")
+	if resp.StatusCode == http.StatusUnauthorized {
+		return "", "", fmt.Errorf("the registry at %s wants credentials (%s): docker login %s, or run make docker-ready as root, which does", host, resp.Status, host)
+	}
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(dgst, "sha256:") {
 		return "", "", fmt.Errorf("%s is not in the registry (%s): run make release", ref, resp.Status)
 	}

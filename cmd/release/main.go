@@ -3,7 +3,7 @@
 // provenance and an SBOM attached, to a registry. It is what `make release`
 // runs, and its tests read back what it pushed.
 //
-//	make release VERSION=v1.2.3   # REGISTRY/whoami:v1.2.3 (.env), linux/amd64 and linux/arm64
+//	make release VERSION=v1.2.3   # REGISTRY/whoami:v1.2.3 (.env), the six PLATFORMS of .env
 //
 // Reproducible: the time of every file, layer and config is the commit's
 // (SOURCE_DATE_EPOCH, rewrite-timestamp), and nothing that depends on the
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.registry, "registry", "", "the registry to push to: host:port, with a namespace if need be (host:port/team); make release passes .env's REGISTRY")
 	fs.StringVar(&o.image, "image", "whoami", "the repository in the registry")
 	fs.StringVar(&o.version, "version", "", "the tag (make release: git describe)")
-	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
+	fs.StringVar(&platforms, "platforms", "", "comma-separated platforms, such as linux/amd64,linux/arm/v7; make release passes .env's PLATFORMS")
 	fs.StringVar(&o.builder, "builder", "", "the buildx builder (a current BuildKit); make release passes .env's RELEASE_BUILDER")
 	fs.StringVar(&o.generator, "sbom-generator", "", "the SBOM generator image; make release passes .env's SBOM_GENERATOR")
 	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
@@ -88,8 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.version == "" {
 		return errors.New("-version is required (make release passes git describe)")
 	}
-	if o.registry == "" || o.builder == "" || o.generator == "" {
-		return errors.New("-registry, -builder and -sbom-generator are required (make release passes them from .env)")
+	if o.registry == "" || o.builder == "" || o.generator == "" || platforms == "" {
+		return errors.New("-registry, -builder, -sbom-generator and -platforms are required (make release passes them from .env)")
 	}
 	o.platforms = strings.Split(platforms, ",")
 	if err := checkPlatforms(ctx, o.platforms); err != nil {
@@ -129,7 +129,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // checkPlatforms accepts Linux platforms that Go can build for: the image
-// holds one static Linux binary, cross-compiled by the build stage.
+// holds one static Linux binary, cross-compiled by the build stage. A
+// variant is one Go builds for: arm's v5-v7 (GOARM) or arm64's v8.
 func checkPlatforms(ctx context.Context, platforms []string) error {
 	out, err := exec.CommandContext(ctx, "go", "tool", "dist", "list").Output()
 	if err != nil {
@@ -137,12 +138,20 @@ func checkPlatforms(ctx context.Context, platforms []string) error {
 	}
 	goPlatforms := strings.Fields(string(out))
 	for _, p := range platforms {
-		if !strings.HasPrefix(p, "linux/") || !slices.Contains(goPlatforms, p) {
-			return fmt.Errorf("unsupported platform %q in PLATFORMS: want Linux platforms Go builds for, such as PLATFORMS=linux/amd64,linux/arm64", p)
+		parts := strings.Split(p, "/")
+		ok := len(parts) >= 2 && parts[0] == "linux" && slices.Contains(goPlatforms, parts[0]+"/"+parts[1])
+		if len(parts) == 3 {
+			ok = ok && slices.Contains(variants[parts[1]], parts[2])
+		}
+		if !ok || len(parts) > 3 {
+			return fmt.Errorf("unsupported platform %q in PLATFORMS: want Linux platforms Go builds for, such as PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7", p)
 		}
 	}
 	return nil
 }
+
+// variants are the platform variants Go builds for (Dockerfile: GOARM).
+var variants = map[string][]string{"arm": {"v5", "v6", "v7"}, "arm64": {"v8"}}
 
 // build runs docker buildx build and returns the digest of the index it
 // pushed. The index is pushed last, after every manifest and blob it names,

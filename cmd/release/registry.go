@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"whoami/internal/registryauth"
 )
 
 // registry reads an OCI registry over its HTTP API (the distribution spec):
 // enough to list what a release pushed. The project's registry is on
-// 127.0.0.1 and speaks plain HTTP.
+// 127.0.0.1, speaks plain HTTP and wants the credentials of docker login.
 type registry struct {
 	host string
 }
@@ -69,6 +71,7 @@ func (r *registry) get(ctx context.Context, path, accept string) ([]byte, error)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
+	registryauth.Authorize(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
@@ -77,6 +80,9 @@ func (r *registry) get(ctx context.Context, path, accept string) ([]byte, error)
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("GET %s: %s: log in (docker login %s), or run make docker-ready as root, which does", path, resp.Status, r.host)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)

@@ -4,24 +4,30 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"debug/buildinfo"
 	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"whoami/internal/facts"
+	"whoami/internal/registryauth"
 )
 
 // The tests push real releases, built by the real buildkitd, to the
@@ -51,7 +57,8 @@ func mustFacts() map[string]string {
 // withFacts adds to args the flags that make release passes from .env; a
 // later flag in args wins.
 func withFacts(args ...string) []string {
-	return append([]string{"-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"], "-sbom-generator", env["SBOM_GENERATOR"]}, args...)
+	return append([]string{"-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"], "-sbom-generator", env["SBOM_GENERATOR"],
+		"-platforms", env["PLATFORMS"]}, args...)
 }
 
 func TestMain(m *testing.M) {
@@ -77,13 +84,18 @@ func buildAndRun(m *testing.M) int {
 	return m.Run()
 }
 
-func TestIndexHoldsAmd64AndArm64AndTheirAttestations(t *testing.T) {
+func TestIndexHoldsEveryPlatformAndTheirAttestations(t *testing.T) {
 	var platforms []string
 	for _, img := range built.images {
 		platforms = append(platforms, img.platform)
 	}
+	want := strings.Split(env["PLATFORMS"], ",")
+	if len(want) != 6 {
+		t.Errorf(".env's PLATFORMS %v: want the six platforms a release is for", want)
+	}
 	slices.Sort(platforms)
-	if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(platforms, want) {
+	slices.Sort(want)
+	if !slices.Equal(platforms, want) {
 		t.Errorf("platforms %v, want %v", platforms, want)
 	}
 	if len(built.attestations) != len(built.images) {
@@ -109,8 +121,8 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 	for _, img := range built.images {
 		t.Run(img.platform, func(t *testing.T) {
 			var cfg struct {
-				Architecture string
-				Config       struct {
+				Architecture, Variant string
+				Config                struct {
 					User        string
 					Entrypoint  []string
 					Healthcheck struct{ Test []string }
@@ -118,8 +130,8 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 				}
 			}
 			unmarshal(t, blob(t, img.manifest.Config.Digest), &cfg)
-			if "linux/"+cfg.Architecture != img.platform {
-				t.Errorf("config architecture %q", cfg.Architecture)
+			if p := (&platform{OS: "linux", Architecture: cfg.Architecture, Variant: cfg.Variant}).String(); p != img.platform {
+				t.Errorf("config platform %q", p)
 			}
 			if cfg.Config.User != "65534:65534" {
 				t.Errorf("user %q, want 65534:65534", cfg.Config.User)
@@ -142,11 +154,26 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 			if err != nil {
 				t.Fatalf("/whoami is not an ELF binary: %v", err)
 			}
-			if want := map[string]elf.Machine{"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64}[img.platform]; f.Machine != want {
+			if want, ok := machines[img.platform]; !ok || f.Machine != want {
 				t.Errorf("/whoami is for %v, want %v", f.Machine, want)
+			}
+			info, err := buildinfo.Read(bytes.NewReader(bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range info.Settings {
+				if s.Key == "GOARM" && img.platform != "linux/arm/v"+s.Value {
+					t.Errorf("built with GOARM=%s for %s", s.Value, img.platform)
+				}
 			}
 		})
 	}
+}
+
+// machines is the ELF machine of each platform's binary.
+var machines = map[string]elf.Machine{
+	"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64, "linux/arm/v7": elf.EM_ARM,
+	"linux/ppc64le": elf.EM_PPC64, "linux/s390x": elf.EM_S390, "linux/riscv64": elf.EM_RISCV,
 }
 
 // labelledRevision is the revision a release of the working tree carries:
@@ -191,15 +218,100 @@ func TestSBOMNamesTheGoVersionOfTheBinary(t *testing.T) {
 	}
 }
 
-func TestAmd64ImagePulledBackServes(t *testing.T) {
-	ref := reg.host + "/" + repo + ":" + version
-	docker(t, "pull", "-q", ref)
-	t.Cleanup(func() { exec.Command("docker", "image", "rm", "-f", ref).Run() })
-	id := docker(t, "run", "-d", "-p", "127.0.0.1::8080", ref)
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
-	addr := docker(t, "port", id, "8080/tcp")
-	url := "http://" + strings.Fields(addr)[0] + "/whoami"
-	hostname := docker(t, "inspect", "-f", "{{.Config.Hostname}}", id)
+// Every platform's image, pulled from the index by its digest, is started:
+// under emulation (qemu, registered with binfmt_misc by provisioning) where
+// it is not the machine's own. Each must answer as the machine's own does.
+func TestEachPlatformImagePulledBackServes(t *testing.T) {
+	native := "linux/" + runtime.GOARCH
+	images := slices.Clone(built.images)
+	i := slices.IndexFunc(images, func(img image) bool { return img.platform == native })
+	if i < 0 {
+		t.Fatalf("no image for this machine's platform, %s", native)
+	}
+	images[0], images[i] = images[i], images[0] // the machine's own first
+	answers := map[string][]string{}
+	var report strings.Builder
+	for _, img := range images {
+		t.Run(img.platform, func(t *testing.T) {
+			ref := reg.host + "/" + repo + "@" + img.digest
+			docker(t, "pull", "-q", ref)
+			t.Cleanup(func() { exec.Command("docker", "image", "rm", "-f", ref).Run() })
+			start := time.Now()
+			// The image's own healthcheck, run every second instead of 30.
+			container := docker(t, "run", "-d", "--platform", img.platform, "--health-interval", "1s", "-p", "127.0.0.1::8080", ref)
+			t.Cleanup(func() { exec.Command("docker", "rm", "-f", container).Run() })
+			port, err := exec.Command("docker", "port", container, "8080/tcp").Output()
+			if err != nil { // it stopped at once
+				logs, _ := exec.Command("docker", "logs", container).CombinedOutput()
+				t.Fatalf("the container stopped at once: %s\nAnother architecture needs its emulator: run provision/provision.sh release (as root), which registers them", bytes.TrimSpace(logs))
+			}
+			addr := strings.Fields(string(port))[0]
+			hostname := docker(t, "inspect", "-f", "{{.Config.Hostname}}", container)
+			if body := waitFor200(t, "http://"+addr+"/whoami"); body != hostname+"\n" {
+				t.Errorf("GET /whoami: %q, want the container's name %q", body, hostname+"\n")
+			}
+			answered := time.Since(start)
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) { // only catches a hang
+				health := docker(t, "inspect", "-f", "{{.State.Health.Status}}", container)
+				if health == "healthy" {
+					break
+				}
+				if health == "unhealthy" || time.Now().After(deadline) {
+					t.Fatalf("healthcheck: %s: %s", health, docker(t, "inspect", "-f", "{{json .State.Health.Log}}", container))
+				}
+			}
+			for _, raw := range badRequests {
+				answers[img.platform] = append(answers[img.platform], statusOf(t, addr, raw))
+			}
+			docker(t, "stop", container) // fails the test unless it exits 0
+			if code := docker(t, "inspect", "-f", "{{.State.ExitCode}}", container); code != "0" {
+				t.Errorf("after docker stop the service exited %s, want 0", code)
+			}
+			how := "natively"
+			if img.platform != native {
+				how = "under emulation"
+			}
+			fmt.Fprintf(&report, "%-14s %9d bytes to pull, answered %.2f s after docker run, %s\n", img.platform, img.size, answered.Seconds(), how)
+		})
+	}
+	for _, img := range images {
+		if got, want := answers[img.platform], answers[native]; got != nil && !slices.Equal(got, want) {
+			t.Errorf("%s answers bad requests %q, %s %q", img.platform, got, native, want)
+		}
+	}
+	t.Logf("bad requests: %q each\n%s", answers[native], report.String())
+}
+
+// badRequests are sent to every platform's image.
+var badRequests = []string{
+	"POST /whoami HTTP/1.1\r\nHost: whoami\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	"GET /nope HTTP/1.1\r\nHost: whoami\r\nConnection: close\r\n\r\n",
+	"NOT HTTP\r\n\r\n",
+}
+
+// statusOf sends raw to addr and returns the answer's status and Allow header.
+func statusOf(t *testing.T, addr, raw string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	resp.Body.Close()
+	return resp.Status + " Allow=" + resp.Header.Get("Allow")
+}
+
+// waitFor200 asks url until it answers 200 and returns the body.
+func waitFor200(t *testing.T, url string) string {
+	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(60 * time.Second) // only catches a hang
 	for {
@@ -207,16 +319,79 @@ func TestAmd64ImagePulledBackServes(t *testing.T) {
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 || string(body) != hostname+"\n" {
-				t.Fatalf("GET %s: %s %q, want 200 %q", url, resp.Status, body, hostname+"\n")
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET %s: %s %q", url, resp.Status, body)
 			}
-			return
+			return string(body)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("GET %s: %v", url, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// The registry refuses what it is not given the credentials for, which
+// provisioning made and gave Docker (docker login): an anonymous upload or
+// delete gets 401 and changes nothing, an authenticated upload is stored.
+func TestRegistryRefusesAnonymousWrites(t *testing.T) {
+	content := []byte("a blob of " + repo)
+	sum := sha256.Sum256(content)
+	digest, name := "sha256:"+hex.EncodeToString(sum[:]), repo+"-auth"
+	blobURL := "http://" + reg.host + "/v2/" + name + "/blobs/" + digest
+	send := func(method, url string, body []byte, authorized bool) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		if authorized {
+			registryauth.Authorize(req)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	stored := func() bool { return send(http.MethodHead, blobURL, nil, true).StatusCode == http.StatusOK }
+	uploads := "http://" + reg.host + "/v2/" + name + "/blobs/uploads/"
+
+	if resp := send(http.MethodPost, uploads, nil, false); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous upload: %s, want 401", resp.Status)
+	}
+	if resp := send(http.MethodPost, uploads+"?digest="+digest, content, false); resp.StatusCode != http.StatusUnauthorized || stored() {
+		t.Errorf("anonymous one-request upload: %s, stored %v; want 401, nothing stored", resp.Status, stored())
+	}
+	index := "http://" + reg.host + "/v2/" + repo + "/manifests/" + built.digest
+	if resp := send(http.MethodDelete, index, nil, false); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous delete of the release: %s, want 401", resp.Status)
+	}
+	if _, _, err := reg.manifest(t.Context(), repo, built.digest); err != nil {
+		t.Errorf("the release after an anonymous delete: %v", err)
+	}
+	if resp := send(http.MethodGet, "http://"+reg.host+"/v2/", nil, false); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous GET /v2/: %s, want 401 (Distribution's htpasswd guard covers reads too)", resp.Status)
+	}
+
+	// With the credentials: the upload of the distribution spec, POST then PUT.
+	resp := send(http.MethodPost, uploads, nil, true)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("authenticated upload: %s, want 202 (provision/provision.sh release logs Docker in)", resp.Status)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := loc.Query()
+	q.Set("digest", digest)
+	loc.RawQuery = q.Encode()
+	if resp := send(http.MethodPut, loc.String(), content, true); resp.StatusCode != http.StatusCreated || !stored() {
+		t.Errorf("authenticated upload: %s, stored %v; want 201, stored", resp.Status, stored())
+	}
+	send(http.MethodDelete, blobURL, nil, true)
 }
 
 // Two clones of this commit, in different folders, released a few seconds
@@ -266,6 +441,7 @@ func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
 	}{
 		{"a platform that is not Linux", []string{"-platforms", "linux/amd64,windows/amd64"}, `unsupported platform "windows/amd64"`},
 		{"a platform Go does not know", []string{"-platforms", "linux/amd64,linux/z80"}, `unsupported platform "linux/z80"`},
+		{"a variant Go does not build", []string{"-platforms", "linux/amd64,linux/arm/v9"}, `unsupported platform "linux/arm/v9"`},
 		{"a registry that is down", []string{"-registry", down}, "no registry answers at " + down},
 		{"no version", []string{"-version", ""}, "-version is required"},
 		{"a work tree with changes", []string{"-C", dirtyClone(t)}, "the work tree has uncommitted changes (git status): commit them, or release them labelled as dirty with make release ALLOW_DIRTY=1"},
@@ -419,6 +595,7 @@ func deleteRepo(ctx context.Context, repo, tag string) {
 	}
 	for _, d := range digests {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+reg.host+"/v2/"+repo+"/manifests/"+d, nil)
+		registryauth.Authorize(req)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 		}

@@ -492,8 +492,9 @@ start_node() {
 	start "containerd-$node" "$node" -- containerd --config "$dir/containerd.toml"
 	wait_for "containerd of $node" 30 ctr "$node" version
 	# The node's loopback is its own: 127.0.0.1:5000 is reached from the
-	# host, and the pause image pulled from there, as `kind load` does.
-	ctr "$node" images pull --plain-http "$pause_image:$(pause_version)" >/dev/null
+	# host, and the pause image pulled from there, as `kind load` does, with
+	# the registry's credentials (hosts.toml, made by provisioning).
+	ctr "$node" images pull --hosts-dir "$registry_credentials/hosts" "$pause_image:$(pause_version)" >/dev/null
 	start "kubelet-$node" "$node" -- "$bin/kubelet" --config "$dir/kubelet.yaml" \
 		--kubeconfig "$dir/kubelet.kubeconfig" --root-dir "$dir/kubelet" \
 		--hostname-override "$node" --node-ip "${node_ip[$node]}"
@@ -697,7 +698,7 @@ load() {
 	status || fail "the cluster is not running: make k8s-up"
 	local node
 	for node in "${nodes[@]}"; do
-		ctr "$node" images pull --plain-http --platform linux/amd64 "$1" >/dev/null ||
+		ctr "$node" images pull --hosts-dir "$registry_credentials/hosts" --platform linux/amd64 "$1" >/dev/null ||
 			fail "$node could not pull $1 from the registry"
 	done
 	say "loaded $1 into ${nodes[*]}"
