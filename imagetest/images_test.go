@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"whoami/internal/dockercli"
 	"whoami/internal/facts"
+	"whoami/internal/platforms"
 	"whoami/internal/probe"
 )
 
@@ -183,22 +185,31 @@ func TestImageSizes(t *testing.T) {
 	}
 }
 
-func TestCrossBuildForArm64(t *testing.T) {
+// make image-multi PLATFORM=... for each platform of a release but the
+// machine's own: cross-compiled, no emulation.
+func TestCrossBuildForEveryPlatform(t *testing.T) {
 	t.Parallel()
-	image := prefix + ":arm64"
-	if err := build(image, "--platform", "linux/arm64"); err != nil {
-		t.Fatal(err)
-	}
-	defer docker(t, "image", "rm", image)
-	if arch := docker(t, "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image); arch != "linux/arm64" {
-		t.Errorf("platform = %s, want linux/arm64", arch)
-	}
-	f, err := elf.NewFile(bytes.NewReader(binary(t, image)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Errorf("the binary is for %v, want %v", f.Machine, elf.EM_AARCH64)
+	for _, p := range strings.Split(mustFacts()["PLATFORMS"], ",") {
+		if p == "linux/"+runtime.GOARCH {
+			continue
+		}
+		t.Run(p, func(t *testing.T) {
+			image := prefix + ":" + strings.ReplaceAll(p[len("linux/"):], "/", "-")
+			if err := build(image, "--platform", p); err != nil {
+				t.Fatal(err)
+			}
+			defer docker(t, "image", "rm", image)
+			if got := strings.TrimSuffix(docker(t, "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}/{{.Variant}}", image), "/"); got != p {
+				t.Errorf("platform = %s, want %s", got, p)
+			}
+			f, err := elf.NewFile(bytes.NewReader(binary(t, image)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, ok := platforms.ELF[p]; !ok || f.Machine != want {
+				t.Errorf("the binary is for %v, want %v", f.Machine, want)
+			}
+		})
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"whoami/internal/facts"
+	"whoami/internal/platforms"
 	"whoami/internal/registryauth"
 )
 
@@ -154,7 +155,7 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 			if err != nil {
 				t.Fatalf("/whoami is not an ELF binary: %v", err)
 			}
-			if want, ok := machines[img.platform]; !ok || f.Machine != want {
+			if want, ok := platforms.ELF[img.platform]; !ok || f.Machine != want {
 				t.Errorf("/whoami is for %v, want %v", f.Machine, want)
 			}
 			info, err := buildinfo.Read(bytes.NewReader(bin))
@@ -168,12 +169,6 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 			}
 		})
 	}
-}
-
-// machines is the ELF machine of each platform's binary.
-var machines = map[string]elf.Machine{
-	"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64, "linux/arm/v7": elf.EM_ARM,
-	"linux/ppc64le": elf.EM_PPC64, "linux/s390x": elf.EM_S390, "linux/riscv64": elf.EM_RISCV,
 }
 
 // labelledRevision is the revision a release of the working tree carries:
