@@ -105,10 +105,6 @@ func (r *registry) manifest(ctx context.Context, repo, ref string) (*manifest, s
 	return &m, "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-func (r *registry) blob(ctx context.Context, repo, digest string) ([]byte, error) {
-	return r.get(ctx, "/v2/"+repo+"/blobs/"+digest, "")
-}
-
 // release is what one tag holds: the index, an image per platform, and
 // the attestation manifests that point at them.
 type release struct {

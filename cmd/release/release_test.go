@@ -542,7 +542,7 @@ func predicate(t *testing.T, a attestation, predicateType string) json.RawMessag
 
 func blob(t *testing.T, digest string) []byte {
 	t.Helper()
-	b, err := reg.blob(t.Context(), repo, digest)
+	b, err := reg.get(t.Context(), "/v2/"+repo+"/blobs/"+digest, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -191,13 +192,32 @@ func (s *stack) servers(ctx context.Context) ([]server, error) {
 	if err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %d %v", url, code, err)
 	}
-	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "# "))).ReadAll()
-	if err != nil || len(rows) < 1 {
+	ss, err := parseServers(body)
+	if err != nil {
 		return nil, fmt.Errorf("GET %s: %v", url, err)
+	}
+	return ss, nil
+}
+
+// parseServers reads the servers of the whoami backend from HAProxy's
+// statistics as CSV: a header line that starts with "# ", then a line per
+// frontend, server and backend.
+func parseServers(body string) ([]server, error) {
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "# "))).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) < 1 {
+		return nil, errors.New("no header line")
 	}
 	col := map[string]int{}
 	for i, name := range rows[0] {
 		col[name] = i
+	}
+	for _, name := range []string{"pxname", "svname", "status", "addr", "stot"} {
+		if _, ok := col[name]; !ok {
+			return nil, fmt.Errorf("no column %s in %q", name, rows[0])
+		}
 	}
 	var ss []server
 	for _, r := range rows[1:] {

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The unit tests: what the tool decides and prints without a cluster (the
+// cluster tests, tag cluster, do the rest).
+
+func TestBadArgumentsGetOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "want one command, demo, rollout or drain"},
+		{[]string{"demo", "rollout"}, "want one command"},
+		{[]string{"deploy"}, `unknown command "deploy"`},
+		{[]string{"demo", "-nope"}, "flag provided but not defined: -nope (see kube -h)"},
+		{[]string{"demo", "-n", "0"}, "-n must be at least 1"},
+		{[]string{"rollout", "-clients", "-1"}, "-clients at least 0"},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), tc.args, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestAReferenceWithoutTagIsRefused(t *testing.T) {
+	for _, ref := range []string{"whoami", "whoami:1.0", "127.0.0.1:5000/whoami", "127.0.0.1:5000/whoami:", "127.0.0.1:5000/a:b/c"} {
+		if _, _, err := digest(t.Context(), ref); err == nil || !strings.Contains(err.Error(), "want REGISTRY/NAME:TAG") {
+			t.Errorf("digest(%q) = %v, want REGISTRY/NAME:TAG", ref, err)
+		}
+	}
+}
+
+func TestOverlaySetsTheImageByDigest(t *testing.T) {
+	dir := t.TempDir()
+	manifests := filepath.Join(t.TempDir(), "kubernetes")
+	if err := overlay(dir, manifests, "ns-1", "ns-1.test", "127.0.0.1:5000/whoami", "sha256:abc"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := filepath.Rel(dir, manifests)
+	for _, want := range []string{
+		"  - " + base + "\n  - " + base + "/gateway\n", // relative, as Kustomize wants a base
+		"newName: 127.0.0.1:5000/whoami\n    digest: sha256:abc\n",
+		"namespace: ns-1\n",
+		`"value": ["ns-1.test"]`,
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("the overlay has no %q:\n%s", want, b)
+		}
+	}
+	if err := overlay(dir, manifests, "", "", "r", "sha256:abc"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "kustomization.yaml")); bytes.Contains(b, []byte("namespace:")) || bytes.Contains(b, []byte("patches:")) {
+		t.Errorf("without namespace and host the overlay sets them:\n%s", b)
+	}
+}
+
+func TestPodsByNodeAndState(t *testing.T) {
+	ps := []pod{
+		{Name: "a", Node: "node-1", Ready: true},
+		{Name: "b", Node: "node-2", Ready: true},
+		{Name: "c", Node: "node-2", Ready: true, Terminating: true},
+		{Name: "d", Node: "node-1"},
+		{Name: "e", Node: "node-1", Gone: true},
+	}
+	if got := names(serving(ps)); strings.Join(got, ",") != "a,b" {
+		t.Errorf("serving: %v, want a, b", got)
+	}
+	if got := busiest(ps); got != "node-1" {
+		t.Errorf("busiest: %s, want node-1 (3 pods)", got)
+	}
+	if got := busiest(ps[:3]); got != "node-2" {
+		t.Errorf("busiest on a tie of counts 1:2: %s, want node-2", got)
+	}
+	if got := busiest(ps[:2]); got != "node-2" {
+		t.Errorf("busiest on a tie: %s, want node-2 (the last by name)", got)
+	}
+	var out bytes.Buffer
+	printPods(&out, ps, map[string]int{"a": 7})
+	want := `pod (hostname)           node     IP           state        requests
+a                        node-1                Ready        7
+b                        node-2                Ready        0
+c                        node-2                Terminating  0
+d                        node-1                not ready    0
+e                        node-1                gone         0
+`
+	if out.String() != want {
+		t.Errorf("printPods:\n%s\nwant:\n%s", out.String(), want)
+	}
+}

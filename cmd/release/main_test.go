@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// The unit tests: what the release tool decides before it asks Git, the
+// registry or BuildKit anything (the e2e tests do the rest).
+
+func TestHostAndRepo(t *testing.T) {
+	for registry, want := range map[string][2]string{
+		"127.0.0.1:5000":              {"127.0.0.1:5000", "whoami"},
+		"127.0.0.1:5000/team":         {"127.0.0.1:5000", "team/whoami"},
+		"registry.example:443/a/b":    {"registry.example:443", "a/b/whoami"},
+		"localhost:5000/someone/else": {"localhost:5000", "someone/else/whoami"},
+	} {
+		host, repo := options{registry: registry, image: "whoami"}.hostAndRepo()
+		if got := [2]string{host, repo}; got != want {
+			t.Errorf("hostAndRepo(%q) = %q, want %q", registry, got, want)
+		}
+	}
+}
+
+func TestCheckPlatforms(t *testing.T) {
+	for _, p := range []string{"linux/amd64", "linux/arm64", "linux/arm64/v8", "linux/arm/v6", "linux/arm/v7",
+		"linux/ppc64le", "linux/s390x", "linux/riscv64", "linux/386"} {
+		if err := checkPlatforms(t.Context(), []string{p}); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, p := range []string{"windows/amd64", "darwin/arm64", "linux/z80", "linux/arm/v9", "linux/amd64/v3",
+		"linux/arm/v7/x", "linux", "", "amd64"} {
+		err := checkPlatforms(t.Context(), []string{"linux/amd64", p})
+		if err == nil || !strings.Contains(err.Error(), `unsupported platform "`+p+`"`) {
+			t.Errorf("%q: %v, want unsupported", p, err)
+		}
+	}
+}
+
+func TestPlatformString(t *testing.T) {
+	for p, want := range map[platform]string{
+		{OS: "linux", Architecture: "amd64"}:              "linux/amd64",
+		{OS: "linux", Architecture: "arm", Variant: "v7"}: "linux/arm/v7",
+	} {
+		if got := p.String(); got != want {
+			t.Errorf("%+v: %q, want %q", p, got, want)
+		}
+	}
+}
+
+// Flags that are wrong or missing stop the tool with one line before it
+// asks anything of Git, the registry or BuildKit.
+func TestBadFlagsGetOneLine(t *testing.T) {
+	all := []string{"-registry", "127.0.0.1:1", "-builder", "b", "-sbom-generator", "g", "-platforms", "linux/amd64", "-version", "v"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nope"}, "flag provided but not defined: -nope (see release -h)"},
+		{append(all, "extra"), `unexpected argument "extra"`},
+		{append(all, "-version", ""), "-version is required"},
+		{append(all, "-platforms", ""), "-registry, -builder, -sbom-generator and -platforms are required"},
+		{append(all, "-registry", ""), "-registry, -builder, -sbom-generator and -platforms are required"},
+		{append(all, "-platforms", "linux/amd64,windows/arm64"), `unsupported platform "windows/arm64"`},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), tc.args, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestHelpListsTheFlags(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"-h"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"-registry", "-platforms", "-sbom-generator", "-allow-dirty"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("release -h does not list %s:\n%s", flag, out.String())
+		}
+	}
+}

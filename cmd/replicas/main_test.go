@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The unit tests: what the tool decides and prints without an engine (the
+// e2e tests drive the real stack).
+
+func TestBadArgumentsGetOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "want one command, demo or rolling-restart"},
+		{[]string{"demo", "rolling-restart"}, "want one command"},
+		{[]string{"restart"}, `unknown command "restart"`},
+		{[]string{"-nope", "demo"}, "flag provided but not defined: -nope (see replicas -h)"},
+		{[]string{"-n", "0", "demo"}, "-n and -replicas must be at least 1"},
+		{[]string{"-replicas", "0", "demo"}, "-n and -replicas must be at least 1"},
+		{[]string{"-clients", "-1", "rolling-restart"}, "-clients at least 0"},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), tc.args, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// What HAProxy 2.6 serves at its statistics page's ;csv, cut to the
+// columns that matter and a few around them.
+const statsCSV = `# pxname,svname,qcur,scur,stot,status,weight,addr,agent_status
+stats,FRONTEND,,1,12,OPEN,,,
+web,FRONTEND,,0,90,OPEN,,,
+whoami,whoami1,0,0,30,UP,1,172.18.0.3:8080,
+whoami,whoami2,0,0,31,DOWN,1,172.18.0.4:8080,
+whoami,whoami3,0,0,0,MAINT,1,,
+whoami,BACKEND,0,0,61,UP,2,,
+`
+
+func TestParseServers(t *testing.T) {
+	ss, err := parseServers(statsCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []server{
+		{Name: "whoami1", Status: "UP", Addr: "172.18.0.3:8080", Sessions: 30},
+		{Name: "whoami2", Status: "DOWN", Addr: "172.18.0.4:8080", Sessions: 31},
+		{Name: "whoami3", Status: "MAINT"},
+	}
+	if !slices.Equal(ss, want) {
+		t.Errorf("parseServers:\n%+v\nwant\n%+v", ss, want)
+	}
+	for _, bad := range []string{"", "# pxname,svname\nwhoami,whoami1\n", "# a,b\n1,2,3\n"} {
+		if ss, err := parseServers(bad); err == nil {
+			t.Errorf("parseServers(%q) = %v, want an error", bad, ss)
+		}
+	}
+}
+
+func TestRestartResult(t *testing.T) {
+	r := &restart{duration: 12 * time.Second, clients: 4, steps: []step{{firstAnswer: 1500 * time.Millisecond}, {firstAnswer: time.Second}}}
+	res := r.result()
+	if res.Replicas != 2 || res.Seconds != 12 || res.Clients != 4 || res.Requests != 0 || res.Failed != 0 ||
+		!slices.Equal(res.FirstAnswer, []float64{1.5, 1}) {
+		t.Errorf("result %+v", res)
+	}
+	var out bytes.Buffer
+	r.print(&out)
+	if out.String() != "\nrolling restart of 2 replicas: 12.0 s\n" {
+		t.Errorf("print without a load: %q", out.String())
+	}
+}
+
+func TestBoolOrder(t *testing.T) {
+	bs := []bool{true, false, true, false}
+	slices.SortFunc(bs, boolOrder)
+	if !slices.Equal(bs, []bool{false, false, true, true}) {
+		t.Errorf("sorted %v", bs)
+	}
+}
