@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	if *healthcheck {
-		return probe(ctx, addr)
+		return checkHealth(ctx, addr)
 	}
 
 	var maxConns *int // nil: not given
@@ -304,14 +304,15 @@ func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Han
 	})
 }
 
-// probe makes one GET to the server's own /whoami on addr's port and returns
-// nil if it answers 200. It lets a FROM scratch image, which has no shell
-// and no curl, have a HEALTHCHECK: the binary checks itself.
+// checkHealth makes one GET to the server's own /whoami on addr's port and
+// returns nil if it answers 200. It lets a FROM scratch image, which has no
+// shell and no curl, have a HEALTHCHECK: the binary checks itself.
 //
 // It speaks HTTP/1.1 over a plain connection and reads only the status
 // line, rather than use net/http's client: that would link the client and
-// its HTTP/2 transport into the binary (0.48 MB, 7%) for this one request.
-func probe(ctx context.Context, addr string) error {
+// its HTTP/2 transport into the binary for this one request (what they
+// weigh: docs/performance.md, "What the binary weighs").
+func checkHealth(ctx context.Context, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err

@@ -135,7 +135,7 @@ func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, e
 // Deployment is available, kube-proxy may not have its rules yet, nor the
 // front door its route.
 func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
-	if _, err := k.get(ctx, "rollout", "status", "deployment/whoami", "--timeout", "3m"); err != nil {
+	if _, err := k.kubectlOut(ctx, "rollout", "status", "deployment/whoami", "--timeout", "3m"); err != nil {
 		return nil, err
 	}
 	ts, err := k.targets(ctx)
@@ -221,7 +221,7 @@ func (k *kube) rolloutUnderLoad(ctx context.Context) (old []pod, serving, gone t
 		return nil, 0, 0, err
 	}
 	t0 := time.Now()
-	if _, err := k.get(ctx, "rollout", "restart", "deployment/whoami"); err != nil {
+	if _, err := k.kubectlOut(ctx, "rollout", "restart", "deployment/whoami"); err != nil {
 		return nil, 0, 0, err
 	}
 	if _, err := k.waitServing(ctx, 3); err != nil {

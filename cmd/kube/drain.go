@@ -86,7 +86,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	}
 	defer load.Stop()
 	// Uncordon even if the drain fails: never leave a node unschedulable.
-	defer k.get(context.WithoutCancel(ctx), "uncordon", node)
+	defer k.kubectlOut(context.WithoutCancel(ctx), "uncordon", node)
 
 	k.printf("\n==> kubectl drain %s, while %d clients load the Service and %d the front door (the budget lets one pod go at a time)\n", node, clients, clients)
 	took, fewest, err := k.drainNode(ctx, node)
@@ -104,7 +104,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	printPods(k.out, ps, load.Bodies())
 
 	k.printf("\n==> kubectl uncordon %s, then kubectl rollout restart to spread the pods again\n", node)
-	if _, err := k.get(ctx, "uncordon", node); err != nil {
+	if _, err := k.kubectlOut(ctx, "uncordon", node); err != nil {
 		return err
 	}
 	if _, _, _, err := k.rolloutUnderLoad(ctx); err != nil {

@@ -29,7 +29,7 @@ import (
 func TestClusterDNSResolvesTheServiceInAPodAndOnThisMachine(t *testing.T) {
 	ctx := context.Background()
 	k, _ := deploy(t, ctx)
-	ip, err := k.get(ctx, "get", "service", "whoami", "-o", "jsonpath={.spec.clusterIP}")
+	ip, err := k.kubectlOut(ctx, "get", "service", "whoami", "-o", "jsonpath={.spec.clusterIP}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestClusterDNSResolvesTheServiceInAPodAndOnThisMachine(t *testing.T) {
 		}
 	})
 	t.Run("on this machine", func(t *testing.T) {
-		dns, err := (&kube{namespace: "kube-system"}).get(ctx, "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}")
+		dns, err := (&kube{namespace: "kube-system"}).kubectlOut(ctx, "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,10 +108,10 @@ func runPod(t *testing.T, ctx context.Context, k *kube, name, image string, args
 	var phase string
 	err := probe.Until(ctx, 2*time.Minute, "pod "+name+" to finish", func(ctx context.Context) (bool, error) {
 		var err error
-		phase, err = k.get(ctx, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+		phase, err = k.kubectlOut(ctx, "get", "pod", name, "-o", "jsonpath={.status.phase}")
 		return phase == "Succeeded" || phase == "Failed", err
 	})
-	logs, _ := k.get(ctx, "logs", name)
+	logs, _ := k.kubectlOut(ctx, "logs", name)
 	if err != nil || phase != "Succeeded" {
 		t.Fatalf("pod %s: %s %v\n%s", name, phase, err, logs)
 	}
@@ -121,11 +121,11 @@ func runPod(t *testing.T, ctx context.Context, k *kube, name, image string, args
 func TestTheAPIServerRefusesAnonymousRequests(t *testing.T) {
 	ctx := context.Background()
 	k := &kube{namespace: "default"}
-	server, err := k.get(ctx, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	server, err := k.kubectlOut(ctx, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := k.get(ctx, "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
+	ca, err := k.kubectlOut(ctx, "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestTheFrontDoorRetriesOnlyIdempotentRequests(t *testing.T) {
 	}
 	patch := `[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/name", "value": "half-dead"},
 		{"op": "replace", "path": "/spec/rules/1/backendRefs/0/name", "value": "half-dead"}]`
-	if _, err := k.get(ctx, "patch", "httproute", "whoami", "--type", "json", "-p", patch); err != nil {
+	if _, err := k.kubectlOut(ctx, "patch", "httproute", "whoami", "--type", "json", "-p", patch); err != nil {
 		t.Fatal(err)
 	}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -117,12 +117,12 @@ func (k *kube) deployment() deployment {
 func removeNamespace(t *testing.T, k *kube) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := k.get(ctx, "delete", "namespace", k.namespace, "--wait=false", "--ignore-not-found"); err != nil {
+	if _, err := k.kubectlOut(ctx, "delete", "namespace", k.namespace, "--wait=false", "--ignore-not-found"); err != nil {
 		t.Errorf("removing the test's namespace: %v", err)
 		return
 	}
-	k.get(ctx, "delete", "pods", "--all", "--grace-period", "1", "--wait=false")
-	if _, err := k.get(ctx, "wait", "--for=delete", "namespace/"+k.namespace, "--timeout", "2m"); err != nil && !strings.Contains(err.Error(), "not found") {
+	k.kubectlOut(ctx, "delete", "pods", "--all", "--grace-period", "1", "--wait=false")
+	if _, err := k.kubectlOut(ctx, "wait", "--for=delete", "namespace/"+k.namespace, "--timeout", "2m"); err != nil && !strings.Contains(err.Error(), "not found") {
 		t.Errorf("the test's namespace is still there: %v", err)
 	}
 }
@@ -174,7 +174,7 @@ func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
 		if err != nil || warnings != "" {
 			return fmt.Errorf("dry run: %v; warnings:\n%s", err, warnings)
 		}
-		if out, _ := k.get(ctx, "get", "deployment", "whoami", "--ignore-not-found"); out != "" {
+		if out, _ := k.kubectlOut(ctx, "get", "deployment", "whoami", "--ignore-not-found"); out != "" {
 			return fmt.Errorf("the dry run stored the Deployment: %s", out)
 		}
 		if !strings.Contains(objects, "image: "+ref+"\n") {
@@ -188,7 +188,7 @@ func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
 	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
 		t.Fatalf("kubectl apply -k: %v; warnings:\n%s", err, warnings)
 	}
-	out, err := k.get(ctx, "get", "deployment,service,poddisruptionbudget,networkpolicy,httproute,middleware", "-o", "name")
+	out, err := k.kubectlOut(ctx, "get", "deployment,service,poddisruptionbudget,networkpolicy,httproute,middleware", "-o", "name")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestServerSideDryRunAndApplyHaveNoWarning(t *testing.T) {
 func TestPodSecurityIsEnforced(t *testing.T) {
 	ctx := context.Background()
 	k, _ := deploy(t, ctx)
-	labels, err := k.get(ctx, "get", "namespace", k.namespace, "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
+	labels, err := k.kubectlOut(ctx, "get", "namespace", k.namespace, "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
 	if err != nil || labels != "restricted" {
 		t.Fatalf("namespace %s enforces %q (%v), want restricted", k.namespace, labels, err)
 	}
@@ -274,7 +274,7 @@ func TestPodsRunAsTheManifestsSay(t *testing.T) {
 				t.Errorf("a service account token is mounted (%v): want automountServiceAccountToken: false", err)
 			}
 			// No GOMEMLIMIT: the service finds the pod's limit in its cgroup.
-			logs, err := k.get(ctx, "logs", p.Name)
+			logs, err := k.kubectlOut(ctx, "logs", p.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -407,7 +407,7 @@ func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 	k, _ := deploy(t, ctx)
 	ps := spread(t, ctx, k, 2)
 	node := busiest(ps)
-	t.Cleanup(func() { k.get(context.Background(), "uncordon", node) })
+	t.Cleanup(func() { k.kubectlOut(context.Background(), "uncordon", node) })
 	l := startLoads(t, ctx, k, probe.Options{Clients: 4})
 	took, fewest, err := k.drainNode(ctx, node)
 	if err != nil {
@@ -424,7 +424,7 @@ func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 	if on := byNode(after); on[node] != 0 {
 		t.Errorf("after the drain, pods by node: %v; want none on %s", on, node)
 	}
-	if _, err := k.get(ctx, "uncordon", node); err != nil {
+	if _, err := k.kubectlOut(ctx, "uncordon", node); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := k.rolloutUnderLoad(ctx); err != nil {
@@ -624,7 +624,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	var unreachable, unlisted, evicted, replaced time.Duration
 	err := probe.Until(ctx, 5*time.Minute, "the pods of "+node+" to be replaced", func(ctx context.Context) (bool, error) {
 		if unlisted == 0 {
-			ready, err := k.get(ctx, "get", "endpointslices", "-l", "kubernetes.io/service-name=whoami",
+			ready, err := k.kubectlOut(ctx, "get", "endpointslices", "-l", "kubernetes.io/service-name=whoami",
 				"-o", `jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.targetRef.name} {end}`)
 			if err != nil {
 				return false, err
@@ -633,7 +633,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 				unlisted = tl.mark(t, "its pods no longer ready in the Service's endpoints")
 			}
 		}
-		ready, err := k.get(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		ready, err := k.kubectlOut(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
 			return false, err
 		}
@@ -675,7 +675,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	healed = true
 	tl.mark(t, node+" joined again")
 	if err := probe.Until(ctx, 3*time.Minute, node+" Ready again", func(ctx context.Context) (bool, error) {
-		ready, err := k.get(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		ready, err := k.kubectlOut(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		return ready == "True", err
 	}); err != nil {
 		t.Fatal(err)

@@ -42,8 +42,8 @@ func (k *kube) kubectlIn(ctx context.Context, stdin string, args ...string) (std
 	return strings.TrimSpace(o.String()), strings.TrimSpace(e.String()), nil
 }
 
-// get is kubectl with the warnings dropped.
-func (k *kube) get(ctx context.Context, args ...string) (string, error) {
+// kubectlOut is kubectl's output, its warnings dropped.
+func (k *kube) kubectlOut(ctx context.Context, args ...string) (string, error) {
 	out, _, err := k.kubectl(ctx, args...)
 	return out, err
 }
@@ -61,7 +61,7 @@ func (k *kube) ping(ctx context.Context) error {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		return fmt.Errorf("no kubectl on PATH: run make k8s-up, then eval \"$(make -s k8s-env)\" (the make k8s-* targets set it themselves)")
 	}
-	if _, err := k.get(ctx, "get", "--raw", "/readyz"); err != nil {
+	if _, err := k.kubectlOut(ctx, "get", "--raw", "/readyz"); err != nil {
 		line, _, _ := strings.Cut(err.Error(), "\n")
 		return fmt.Errorf("no cluster answers (%s): run make k8s-up", line)
 	}
@@ -81,7 +81,7 @@ type pod struct {
 
 // pods lists the whoami pods of the namespace, by name.
 func (k *kube) pods(ctx context.Context) ([]pod, error) {
-	out, err := k.get(ctx, "get", "pods", "-l", "app.kubernetes.io/name=whoami", "-o", "json")
+	out, err := k.kubectlOut(ctx, "get", "pods", "-l", "app.kubernetes.io/name=whoami", "-o", "json")
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func byNode(ps []pod) map[string]int {
 // serviceURL is the Service's /whoami at its ClusterIP, which this machine
 // reaches through a node (the cluster's route to the Service range).
 func (k *kube) serviceURL(ctx context.Context) (string, error) {
-	out, err := k.get(ctx, "get", "service", "whoami", "-o", "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}")
+	out, err := k.kubectlOut(ctx, "get", "service", "whoami", "-o", "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}")
 	if err != nil {
 		return "", fmt.Errorf("%v: deploy whoami first (make k8s-demo)", err)
 	}

@@ -50,7 +50,7 @@ func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
 // process group of its own (so that a Ctrl-C reaches this program only),
 // and the caller then puts the stack back as it was (restore.go).
 func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
-	return dockercli.Cmd{Dir: s.dir, Env: s.env, Detached: true}.Run(ctx, args...)
+	return dockercli.Cmd{Dir: s.dir, Env: s.env, IgnoreInterrupt: true}.Run(ctx, args...)
 }
 
 // up starts (or scales) the stack and waits until every replica is healthy

@@ -27,10 +27,10 @@ const Timeout = 2 * time.Minute
 type Cmd struct {
 	Dir string
 	Env []string
-	// Detached commands run in a process group of their own and are not
+	// IgnoreInterrupt runs the command in a process group of its own, not
 	// cut short when ctx is cancelled: a Ctrl-C reaches the caller only, and
 	// the command finishes its step (bounded by Timeout).
-	Detached bool
+	IgnoreInterrupt bool
 }
 
 // Run runs docker with args and returns its standard output, trimmed; an
@@ -42,7 +42,7 @@ func (c Cmd) Run(ctx context.Context, args ...string) (string, error) {
 
 // Output is Run with the standard output as it is (a tar stream, say).
 func (c Cmd) Output(ctx context.Context, args ...string) ([]byte, error) {
-	if c.Detached {
+	if c.IgnoreInterrupt {
 		ctx = context.WithoutCancel(ctx)
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
@@ -50,7 +50,7 @@ func (c Cmd) Output(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), c.Env...)
-	if c.Detached {
+	if c.IgnoreInterrupt {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	}
 	var stdout, stderr bytes.Buffer
