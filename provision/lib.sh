@@ -15,15 +15,12 @@ load_facts() {
 
 # The registry's credentials, made by provision.sh and readable by root only
 # (provision/registry.yml names the htpasswd file in it).
+# shellcheck disable=SC2034 # used by the scripts that source this file
 registry_credentials=/etc/whoami-registry
 
-# in_registry HOST/REPOSITORY:TAG: the image is in the registry at HOST,
-# which speaks plain HTTP (the project's own, on 127.0.0.1) and wants the
-# credentials of $registry_credentials (given to curl in a file, never on
-# its command line).
+# in_registry HOST/REPOSITORY:TAG: the registry at HOST holds the image.
+# Asked by the project's registry client (cmd/registry), with the
+# credentials of docker login; it prints why on anything but "not there".
 in_registry() {
-	local host=${1%%/*} rest=${1#*/}
-	curl -fsS -o /dev/null -K "$registry_credentials/curlrc" \
-		-H "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" \
-		"http://$host/v2/${rest%:*}/manifests/${rest##*:}" 2>/dev/null
+	(cd "$(dirname "${BASH_SOURCE[0]}")/.." && go run ./cmd/registry has "$1")
 }

@@ -190,17 +190,17 @@ ensure_registry() {
 		for _ in $(seq 30); do [ "$(registry_status)" = 401 ] && break; sleep 1; done
 		[ "$(registry_status)" = 401 ] || fail "the registry did not answer an anonymous request with 401 within 30 s: see /var/log/whoami-registry.log"
 	fi
-	[ "$(registry_status -K "$registry_credentials/curlrc")" = 200 ] ||
-		fail "the registry on $registry refuses the credentials in $registry_credentials: remove that folder and rerun provision/provision.sh (as root)"
 	if ! grep -qs "\"$registry\"" "${DOCKER_CONFIG:-$HOME/.docker}/config.json"; then
 		step "docker login $registry (the credentials in $registry_credentials, for docker, BuildKit and the Go tools)"
 		cut -d: -f2- "$registry_credentials/auth" | docker login -u whoami --password-stdin "$registry" >/dev/null 2>&1 ||
 			fail "docker login $registry failed: see /var/log/whoami-registry.log"
 	fi
+	go run ./cmd/registry ping "$registry" ||
+		fail "the registry on $registry refuses Docker's credentials for it: run docker logout $registry, then rerun provision/provision.sh (as root)"
 	step "registry on $registry: $("$bin/registry" --version 2>/dev/null | awk '{ print $NF }'), anonymous requests refused (401)"
 }
-# registry_status [CURL_ARGS]: the status of GET /v2/, 000 if none answers.
-registry_status() { curl -s -o /dev/null -w '%{http_code}' "$@" "http://$registry/v2/"; }
+# registry_status: the status of an anonymous GET /v2/, 000 if none answers.
+registry_status() { curl -s -o /dev/null -w '%{http_code}' "http://$registry/v2/"; }
 stop_registry() {
 	pkill -f "^$bin/registry serve" || true
 	for _ in $(seq 30); do [ "$(registry_status)" = 000 ] && break; sleep 1; done
@@ -208,13 +208,13 @@ stop_registry() {
 
 # The registry's credentials, made once, readable by root only, never in
 # the repository or an image: in $registry_credentials (provision/lib.sh),
-# auth (whoami:password), curlrc (the same for curl), htpasswd (its bcrypt
-# hash, which the registry reads) and hosts/ (for the cluster nodes'
-# containerd, ctr --hosts-dir).
+# auth (whoami:password, for docker login), htpasswd (its bcrypt hash, which
+# the registry reads) and hosts/ (for the cluster nodes' containerd, ctr
+# --hosts-dir).
 ensure_registry_credentials() {
 	local dir=$registry_credentials
 	local hosts=$dir/hosts/$registry/hosts.toml
-	if [ -s "$dir/auth" ] && [ -s "$dir/curlrc" ] && [ -s "$dir/htpasswd" ] && [ -s "$hosts" ]; then
+	if [ -s "$dir/auth" ] && [ -s "$dir/htpasswd" ] && [ -s "$hosts" ]; then
 		step "registry credentials: $dir (root only)"
 		return
 	fi
@@ -229,7 +229,6 @@ ensure_registry_credentials() {
 		mkdir -p "$dir" "$(dirname "$hosts")"
 		chmod 700 "$dir"
 		printf 'whoami:%s\n' "$password" >"$dir/auth"
-		printf 'user = "whoami:%s"\n' "$password" >"$dir/curlrc"
 		htpasswd -niB whoami <<<"$password" | sed '/^$/d' >"$dir/htpasswd"
 		cat >"$hosts" <<EOF
 # The project's registry for containerd (ctr --hosts-dir), with its

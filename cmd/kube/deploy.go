@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"whoami/internal/probe"
-	"whoami/internal/registryauth"
+	"whoami/internal/registry"
 )
 
 // deployment is the manifests with a released image.
@@ -27,33 +27,20 @@ type deployment struct {
 }
 
 // digest asks the registry for the digest of ref's tag (the image index,
-// for every platform).
+// for every platform), and returns the image's repository with it.
 func digest(ctx context.Context, ref string) (repo, dgst string, err error) {
-	i := strings.LastIndex(ref, ":")
-	repo, tag := ref[:max(i, 0)], ref[i+1:]
-	host, name, ok := strings.Cut(repo, "/")
-	if i < strings.LastIndex(ref, "/") || !ok || tag == "" {
-		return "", "", fmt.Errorf("image %q: want REGISTRY/NAME:TAG", ref)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+host+"/v2/"+name+"/manifests/"+tag, nil)
+	r, err := registry.ParseRef(ref)
 	if err != nil {
 		return "", "", err
 	}
-	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
-	registryauth.Authorize(req)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return "", "", fmt.Errorf("no registry answers at %s (%v): run make release", host, err)
+	dgst, err = (&registry.Client{Host: r.Host}).Digest(ctx, r)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return "", "", fmt.Errorf("%s is not in the registry: run make release", ref)
+	case err != nil:
+		return "", "", fmt.Errorf("asking the registry at %s: %v (make release pushes the image, make docker-ready starts the registry)", r.Host, err)
 	}
-	resp.Body.Close()
-	dgst = resp.Header.Get("Docker-Content-Digest")
-	if resp.StatusCode == http.StatusUnauthorized {
-		return "", "", fmt.Errorf("the registry at %s wants credentials (%s): docker login %s, or run make docker-ready as root, which does", host, resp.Status, host)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(dgst, "sha256:") {
-		return "", "", fmt.Errorf("%s is not in the registry (%s): run make release", ref, resp.Status)
-	}
-	return repo, dgst, nil
+	return r.Host + "/" + r.Repo, dgst, nil
 }
 
 // overlay writes a kustomization into dir that takes the manifests and

@@ -69,7 +69,7 @@ func TestClusterDNSResolvesTheServiceInAPodAndOnThisMachine(t *testing.T) {
 func resolveImage(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	dir := t.TempDir()
-	ref := registry + "/whoami-k8s-test-resolve:" + strings.ToLower(rand.Text()[:8])
+	ref := registryHost + "/whoami-k8s-test-resolve:" + strings.ToLower(rand.Text()[:8])
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/resolve", "./resolve")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	docker := exec.CommandContext(ctx, "docker", "build", "-q", "-t", ref, "-f", "-", dir)

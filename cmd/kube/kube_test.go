@@ -43,7 +43,7 @@ const (
 
 // released is the image the tests deploy, pushed by the release tool to
 // the project's registry.
-var released, registry string
+var released, registryHost string
 
 // frontDoor is whoami's URL through the cluster's front door (cluster.sh
 // run sets WHOAMI_URL).
@@ -73,8 +73,8 @@ func releaseAndRun(m *testing.M) int {
 		return 1
 	}
 	tag := "test-" + strings.ToLower(rand.Text()[:8])
-	registry = env["REGISTRY"]
-	released = registry + "/whoami-k8s-test:" + tag
+	registryHost = env["REGISTRY"]
+	released = registryHost + "/whoami-k8s-test:" + tag
 	cmd := exec.Command("go", "run", "../release", "-C", "../..", "-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"],
 		"-sbom-generator", env["SBOM_GENERATOR"], "-image", "whoami-k8s-test", "-version", tag, "-platforms", "linux/amd64", "-allow-dirty")
 	if out, err := cmd.CombinedOutput(); err != nil {

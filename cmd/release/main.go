@@ -25,6 +25,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"whoami/internal/registry"
 )
 
 func main() {
@@ -105,8 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("the work tree has uncommitted changes (git status): commit them, or release them labelled as dirty with make release ALLOW_DIRTY=1")
 	}
 	host, repo := o.hostAndRepo()
-	r := &registry{host: host}
-	if err := r.ping(ctx); err != nil {
+	r := &registry.Client{Host: host}
+	if err := r.Ping(ctx); err != nil {
 		return fmt.Errorf("no registry answers at %s (%v): run make docker-ready, which starts the project's own, or set REGISTRY", host, err)
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "buildx", "inspect", o.builder).CombinedOutput(); err != nil {
@@ -117,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rel, err := r.release(ctx, repo, o.version)
+	rel, err := pushed(ctx, r, repo, o.version)
 	if err != nil {
 		return err
 	}

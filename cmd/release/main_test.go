@@ -39,17 +39,6 @@ func TestCheckPlatforms(t *testing.T) {
 	}
 }
 
-func TestPlatformString(t *testing.T) {
-	for p, want := range map[platform]string{
-		{OS: "linux", Architecture: "amd64"}:              "linux/amd64",
-		{OS: "linux", Architecture: "arm", Variant: "v7"}: "linux/arm/v7",
-	} {
-		if got := p.String(); got != want {
-			t.Errorf("%+v: %q, want %q", p, got, want)
-		}
-	}
-}
-
 // Flags that are wrong or missing stop the tool with one line before it
 // asks anything of Git, the registry or BuildKit.
 func TestBadFlagsGetOneLine(t *testing.T) {

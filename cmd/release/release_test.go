@@ -28,7 +28,7 @@ import (
 
 	"whoami/internal/facts"
 	"whoami/internal/platforms"
-	"whoami/internal/registryauth"
+	"whoami/internal/registry"
 )
 
 // The tests push real releases, built by the real buildkitd, to the
@@ -39,7 +39,7 @@ const root = "../.." // the repository
 
 var (
 	env     = mustFacts()
-	reg     = &registry{host: env["REGISTRY"]}
+	reg     = &registry.Client{Host: env["REGISTRY"]}
 	repo    = "whoami-test-" + randomName()
 	version = "test"
 	built   *release // the release that TestMain pushes
@@ -78,7 +78,7 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer deleteRepo(ctx, repo, version)
-	if built, err = reg.release(ctx, repo, version); err != nil {
+	if built, err = pushed(ctx, reg, repo, version); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: reading the release back: %v\n", err)
 		return 1
 	}
@@ -131,7 +131,7 @@ func TestEachPlatformImageIsOneFileRunByNobody(t *testing.T) {
 				}
 			}
 			unmarshal(t, blob(t, img.manifest.Config.Digest), &cfg)
-			if p := (&platform{OS: "linux", Architecture: cfg.Architecture, Variant: cfg.Variant}).String(); p != img.platform {
+			if p := (&registry.Platform{OS: "linux", Architecture: cfg.Architecture, Variant: cfg.Variant}).String(); p != img.platform {
 				t.Errorf("config platform %q", p)
 			}
 			if cfg.Config.User != "65534:65534" {
@@ -228,7 +228,7 @@ func TestEachPlatformImagePulledBackServes(t *testing.T) {
 	var report strings.Builder
 	for _, img := range images {
 		t.Run(img.platform, func(t *testing.T) {
-			ref := reg.host + "/" + repo + "@" + img.digest
+			ref := reg.Host + "/" + repo + "@" + img.digest
 			docker(t, "pull", "-q", ref)
 			t.Cleanup(func() { exec.Command("docker", "image", "rm", "-f", ref).Run() })
 			start := time.Now()
@@ -333,7 +333,7 @@ func TestRegistryRefusesAnonymousWrites(t *testing.T) {
 	content := []byte("a blob of " + repo)
 	sum := sha256.Sum256(content)
 	digest, name := "sha256:"+hex.EncodeToString(sum[:]), repo+"-auth"
-	blobURL := "http://" + reg.host + "/v2/" + name + "/blobs/" + digest
+	blobURL := "http://" + reg.Host + "/v2/" + name + "/blobs/" + digest
 	send := func(method, url string, body []byte, authorized bool) *http.Response {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), method, url, bytes.NewReader(body))
@@ -342,9 +342,9 @@ func TestRegistryRefusesAnonymousWrites(t *testing.T) {
 		}
 		req.Header.Set("Content-Type", "application/octet-stream")
 		if authorized {
-			registryauth.Authorize(req)
+			registry.Authorize(req)
 		}
-		resp, err := client.Do(req)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func TestRegistryRefusesAnonymousWrites(t *testing.T) {
 		return resp
 	}
 	stored := func() bool { return send(http.MethodHead, blobURL, nil, true).StatusCode == http.StatusOK }
-	uploads := "http://" + reg.host + "/v2/" + name + "/blobs/uploads/"
+	uploads := "http://" + reg.Host + "/v2/" + name + "/blobs/uploads/"
 
 	if resp := send(http.MethodPost, uploads, nil, false); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("anonymous upload: %s, want 401", resp.Status)
@@ -360,14 +360,14 @@ func TestRegistryRefusesAnonymousWrites(t *testing.T) {
 	if resp := send(http.MethodPost, uploads+"?digest="+digest, content, false); resp.StatusCode != http.StatusUnauthorized || stored() {
 		t.Errorf("anonymous one-request upload: %s, stored %v; want 401, nothing stored", resp.Status, stored())
 	}
-	index := "http://" + reg.host + "/v2/" + repo + "/manifests/" + built.digest
+	index := "http://" + reg.Host + "/v2/" + repo + "/manifests/" + built.digest
 	if resp := send(http.MethodDelete, index, nil, false); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("anonymous delete of the release: %s, want 401", resp.Status)
 	}
-	if _, _, err := reg.manifest(t.Context(), repo, built.digest); err != nil {
+	if _, _, err := reg.Manifest(t.Context(), repo, built.digest); err != nil {
 		t.Errorf("the release after an anonymous delete: %v", err)
 	}
-	if resp := send(http.MethodGet, "http://"+reg.host+"/v2/", nil, false); resp.StatusCode != http.StatusUnauthorized {
+	if resp := send(http.MethodGet, "http://"+reg.Host+"/v2/", nil, false); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("anonymous GET /v2/: %s, want 401 (Distribution's htpasswd guard covers reads too)", resp.Status)
 	}
 
@@ -407,7 +407,7 @@ func TestTwoClonesPushTheSameImages(t *testing.T) {
 			t.Fatalf("release of clone %d: %v\n%s", i, err, lastLines(out.String(), 20))
 		}
 		t.Cleanup(func() { deleteRepo(context.Background(), name, version) })
-		rel, err := reg.release(t.Context(), name, version)
+		rel, err := pushed(t.Context(), reg, name, version)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +452,7 @@ func TestBadInputGetsOneLineAndPushesNothing(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
 			}
-			if _, _, err := reg.manifest(t.Context(), repo+"-bad", "bad"); err == nil {
+			if _, _, err := reg.Manifest(t.Context(), repo+"-bad", "bad"); err == nil {
 				t.Errorf("something was pushed under %s-bad:bad", repo)
 			}
 		})
@@ -485,7 +485,7 @@ func TestANamespacedRegistryGetsTheImageUnderIt(t *testing.T) {
 	if want := "pushed " + env["REGISTRY"] + "/" + ns + "/" + name + ":" + version; !strings.Contains(out.String(), want) {
 		t.Errorf("output:\n%s\nwant %q", lastLines(out.String(), 8), want)
 	}
-	if _, err := reg.release(t.Context(), ns+"/"+name, version); err != nil {
+	if _, err := pushed(t.Context(), reg, ns+"/"+name, version); err != nil {
 		t.Errorf("reading %s/%s:%s back: %v", ns, name, version, err)
 	}
 }
@@ -542,7 +542,7 @@ func predicate(t *testing.T, a attestation, predicateType string) json.RawMessag
 
 func blob(t *testing.T, digest string) []byte {
 	t.Helper()
-	b, err := reg.get(t.Context(), "/v2/"+repo+"/blobs/"+digest, "")
+	b, err := reg.Blob(t.Context(), repo, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +577,7 @@ func docker(t *testing.T, args ...string) string {
 // deleteRepo removes the index under repo:tag and every manifest it names
 // from the registry (their blobs wait for the registry's garbage collector).
 func deleteRepo(ctx context.Context, repo, tag string) {
-	rel, err := reg.release(ctx, repo, tag)
+	rel, err := pushed(ctx, reg, repo, tag)
 	if err != nil {
 		return
 	}
@@ -589,11 +589,7 @@ func deleteRepo(ctx context.Context, repo, tag string) {
 		digests = append(digests, a.digest)
 	}
 	for _, d := range digests {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+reg.host+"/v2/"+repo+"/manifests/"+d, nil)
-		registryauth.Authorize(req)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-		}
+		reg.DeleteManifest(ctx, repo, d)
 	}
 }
 

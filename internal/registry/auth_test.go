@@ -1,4 +1,4 @@
-package registryauth
+package registry
 
 import (
 	"net/http"

@@ -1,8 +1,8 @@
-// Package registryauth gives the tools that speak a registry's HTTP API the
-// credentials that `docker login` stored, as crane and ko find them: the
-// project's registry answers no request without them (provisioning logs
-// Docker in).
-package registryauth
+package registry
+
+// The credentials that `docker login` stored, found as crane and ko find
+// them: the project's registry answers no request without them
+// (provisioning logs Docker in).
 
 import (
 	"encoding/base64"
