@@ -6,7 +6,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
 	"fmt"
@@ -47,7 +46,7 @@ const hang = 60 * time.Second
 
 // Images built once for all tests, under names no one else uses.
 var (
-	prefix = "whoami-test-" + strings.ToLower(rand.Text()[:8])
+	prefix = "whoami-test-" + dockercli.RandomName()
 	multi  = prefix + ":multi"
 	single = prefix + ":single"
 )
@@ -386,9 +385,4 @@ func dockerOutput(args ...string) ([]byte, error) {
 	return dockercli.Cmd{}.Output(ctx, args...)
 }
 
-func lastLine(s string) string { return lastLines([]byte(s), 1) }
-
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
+func lastLine(s string) string { return dockercli.LastLines(s, 1) }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/dockercli"
 	"whoami/internal/probe"
 )
 
@@ -69,7 +69,7 @@ func TestClusterDNSResolvesTheServiceInAPodAndOnThisMachine(t *testing.T) {
 func resolveImage(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	dir := t.TempDir()
-	ref := registryHost + "/whoami-k8s-test-resolve:" + strings.ToLower(rand.Text()[:8])
+	ref := registryHost + "/whoami-k8s-test-resolve:" + dockercli.RandomName()
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/resolve", "./resolve")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	docker := exec.CommandContext(ctx, "docker", "build", "-q", "-t", ref, "-f", "-", dir)

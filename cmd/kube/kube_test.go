@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/dockercli"
 	"whoami/internal/facts"
 	"whoami/internal/probe"
 )
@@ -72,7 +72,7 @@ func releaseAndRun(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1
 	}
-	tag := "test-" + strings.ToLower(rand.Text()[:8])
+	tag := "test-" + dockercli.RandomName()
 	registryHost = env["REGISTRY"]
 	released = registryHost + "/whoami-k8s-test:" + tag
 	cmd := exec.Command("go", "run", "../release", "-C", "../..", "-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"],
@@ -103,7 +103,7 @@ func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
 
 // newKube is a namespace of the test's own, and the Host its route matches.
 func newKube() *kube {
-	ns := "whoami-test-" + strings.ToLower(rand.Text()[:6])
+	ns := "whoami-test-" + dockercli.RandomName()
 	return &kube{namespace: ns, frontDoor: frontDoor, host: ns + ".test"}
 }
 

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"debug/buildinfo"
 	"debug/elf"
@@ -26,8 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/dockercli"
 	"whoami/internal/facts"
 	"whoami/internal/platforms"
+	"whoami/internal/probe"
 	"whoami/internal/registry"
 )
 
@@ -40,7 +41,7 @@ const root = "../.." // the repository
 var (
 	env     = mustFacts()
 	reg     = &registry.Client{Host: env["REGISTRY"]}
-	repo    = "whoami-test-" + randomName()
+	repo    = "whoami-test-" + dockercli.RandomName()
 	version = "test"
 	built   *release // the release that TestMain pushes
 )
@@ -74,7 +75,7 @@ func buildAndRun(m *testing.M) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the release could not be built: %v\n%s\n"+
 			"Run `make docker-ready` as root: it starts the registry on 127.0.0.1:5000 and buildkitd, and creates the builder.\n",
-			err, lastLines(out.String(), 30))
+			err, dockercli.LastLines(out.String(), 30))
 		return 1
 	}
 	defer deleteRepo(ctx, repo, version)
@@ -240,9 +241,16 @@ func TestEachPlatformImagePulledBackServes(t *testing.T) {
 				logs, _ := exec.Command("docker", "logs", container).CombinedOutput()
 				t.Fatalf("the container stopped at once: %s\nAnother architecture needs its emulator: run provision/provision.sh release (as root), which registers them", bytes.TrimSpace(logs))
 			}
-			addr := strings.Fields(string(port))[0]
+			addr, err := dockercli.Published(string(port))
+			if err != nil {
+				t.Fatal(err)
+			}
 			hostname := docker(t, "inspect", "-f", "{{.Config.Hostname}}", container)
-			if body := waitFor200(t, "http://"+addr+"/whoami"); body != hostname+"\n" {
+			body, err := probe.WaitOK(t.Context(), "http://"+addr+"/whoami", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body != hostname+"\n" {
 				t.Errorf("GET /whoami: %q, want the container's name %q", body, hostname+"\n")
 			}
 			answered := time.Since(start)
@@ -302,28 +310,6 @@ func statusOf(t *testing.T, addr, raw string) string {
 	}
 	resp.Body.Close()
 	return resp.Status + " Allow=" + resp.Header.Get("Allow")
-}
-
-// waitFor200 asks url until it answers 200 and returns the body.
-func waitFor200(t *testing.T, url string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(60 * time.Second) // only catches a hang
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("GET %s: %s %q", url, resp.Status, body)
-			}
-			return string(body)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // The registry refuses what it is not given the credentials for, which
@@ -404,7 +390,7 @@ func TestTwoClonesPushTheSameImages(t *testing.T) {
 		name := fmt.Sprint(repo, "-clone-", i) // one tag, in two repositories
 		var out bytes.Buffer
 		if err := run(t.Context(), withFacts("-C", dir, "-image", name, "-version", version, "-no-cache"), &out, &out); err != nil {
-			t.Fatalf("release of clone %d: %v\n%s", i, err, lastLines(out.String(), 20))
+			t.Fatalf("release of clone %d: %v\n%s", i, err, dockercli.LastLines(out.String(), 20))
 		}
 		t.Cleanup(func() { deleteRepo(context.Background(), name, version) })
 		rel, err := pushed(t.Context(), reg, name, version)
@@ -474,16 +460,16 @@ func dirtyClone(t *testing.T) string {
 func TestANamespacedRegistryGetsTheImageUnderIt(t *testing.T) {
 	// REGISTRY=127.0.0.1:5000/someone, as KO_DOCKER_REPO and most Makefiles
 	// write it: the image is someone/<name> in that registry.
-	ns, name := "ns-"+randomName(), repo+"-ns"
+	ns, name := "ns-"+dockercli.RandomName(), repo+"-ns"
 	var out bytes.Buffer
 	err := run(t.Context(), withFacts("-C", root, "-registry", env["REGISTRY"]+"/"+ns, "-image", name, "-version", version,
 		"-platforms", "linux/amd64", "-allow-dirty"), &out, &out)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, lastLines(out.String(), 20))
+		t.Fatalf("%v\n%s", err, dockercli.LastLines(out.String(), 20))
 	}
 	t.Cleanup(func() { deleteRepo(context.Background(), ns+"/"+name, version) })
 	if want := "pushed " + env["REGISTRY"] + "/" + ns + "/" + name + ":" + version; !strings.Contains(out.String(), want) {
-		t.Errorf("output:\n%s\nwant %q", lastLines(out.String(), 8), want)
+		t.Errorf("output:\n%s\nwant %q", dockercli.LastLines(out.String(), 8), want)
 	}
 	if _, err := pushed(t.Context(), reg, ns+"/"+name, version); err != nil {
 		t.Errorf("reading %s/%s:%s back: %v", ns, name, version, err)
@@ -592,11 +578,3 @@ func deleteRepo(ctx context.Context, repo, tag string) {
 		reg.DeleteManifest(ctx, repo, d)
 	}
 }
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// randomName is a short name no one else uses, as a registry accepts it.
-func randomName() string { return strings.ToLower(rand.Text()[:8]) }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"maps"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/dockercli"
 	"whoami/internal/probe"
 )
 
@@ -26,7 +26,7 @@ import (
 // Compose project of its own, with ports Docker picks, and removes it.
 
 var (
-	image   = "whoami-lbtest-" + randomName() + ":multi"
+	image   = "whoami-lbtest-" + dockercli.RandomName() + ":multi"
 	lbImage = os.Getenv("LB_IMAGE") // default: compose.yaml's
 )
 
@@ -70,7 +70,7 @@ func buildAndRun(m *testing.M) int {
 // fails if a container or network of it is left behind.
 func newStack(t *testing.T, ctx context.Context, n int) (*stack, string) {
 	t.Helper()
-	project := "whoami-test-" + randomName()
+	project := "whoami-test-" + dockercli.RandomName()
 	s := &stack{dir: "../..", env: []string{
 		"COMPOSE_PROJECT_NAME=" + project,
 		"WHOAMI_IMAGE=" + image,
@@ -369,12 +369,9 @@ func TestBadInputGetsAOneLineError(t *testing.T) {
 }
 
 func TestRollingRestartWithoutAStackSaysWhatToDo(t *testing.T) {
-	s := &stack{dir: "../..", env: []string{"COMPOSE_PROJECT_NAME=whoami-test-none-" + randomName()}}
+	s := &stack{dir: "../..", env: []string{"COMPOSE_PROJECT_NAME=whoami-test-none-" + dockercli.RandomName()}}
 	_, err := s.rollingRestart(t.Context(), 1)
 	if err == nil || !strings.Contains(err.Error(), "make lb-demo") {
 		t.Errorf("rolling restart of a stack that is not running: %v, want an error that says to start it", err)
 	}
 }
-
-// randomName is a short name no one else uses, as Docker accepts it.
-func randomName() string { return strings.ToLower(rand.Text()[:8]) }

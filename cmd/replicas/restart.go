@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"time"
 
 	"whoami/internal/probe"
+	"whoami/internal/results"
 )
 
 // step is the replacement of one replica.
@@ -147,25 +146,12 @@ func (r *restart) print(w io.Writer) {
 	total, failed := r.load.Counts()
 	fmt.Fprintf(w, "meanwhile %d clients sent %d requests through the balancer (%.0f/s): %d answered 200, %d failed\n",
 		r.clients, total, float64(total)/r.duration.Seconds(), total-failed, failed)
-	errs := r.load.Errors()
-	for _, e := range slices.Sorted(maps.Keys(errs)) {
-		fmt.Fprintf(w, "  %d × %s\n", errs[e], e)
-	}
+	r.load.ReportErrors(w)
 }
 
-// Result is a rolling restart in figures, as -json prints it (make bench
-// reads it).
-type Result struct {
-	Replicas    int       `json:"replicas"`
-	Seconds     float64   `json:"seconds"`
-	Clients     int       `json:"clients"`
-	Requests    int       `json:"requests"`
-	Failed      int       `json:"failed"`
-	FirstAnswer []float64 `json:"first_answer_seconds"` // each new replica's start to its first answer through the balancer
-}
-
-func (r *restart) result() Result {
-	res := Result{Replicas: len(r.steps), Seconds: r.duration.Seconds(), Clients: r.clients}
+// result is the restart in figures, as -json prints it (make bench reads it).
+func (r *restart) result() results.Restart {
+	res := results.Restart{Replicas: len(r.steps), Seconds: r.duration.Seconds(), Clients: r.clients}
 	res.Requests, res.Failed = r.load.Counts()
 	for _, st := range r.steps {
 		res.FirstAnswer = append(res.FirstAnswer, st.firstAnswer.Seconds())

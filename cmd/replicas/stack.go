@@ -154,12 +154,7 @@ func (s *stack) published(ctx context.Context, port string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	first, _, _ := strings.Cut(out, "\n") // one line per address it is published on
-	_, p, err := net.SplitHostPort(first)
-	if err != nil {
-		return "", fmt.Errorf("docker compose port lb %s: %q: %v", port, out, err)
-	}
-	return net.JoinHostPort("127.0.0.1", p), nil
+	return dockercli.Published(out)
 }
 
 // url is the balancer's /whoami.

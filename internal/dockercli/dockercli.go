@@ -7,8 +7,9 @@ package dockercli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
-	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -56,7 +57,7 @@ func (c Cmd) Output(ctx context.Context, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 20))
+		return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, LastLines(stderr.String(), 20))
 	}
 	return stdout.Bytes(), nil
 }
@@ -78,18 +79,29 @@ func RunContainer(ctx context.Context, image, port string, args ...string) (id, 
 			Run(context.WithoutCancel(ctx), "rm", "-f", id)
 		}
 	}()
-	addr, err := Run(ctx, "port", id, port+"/tcp")
+	out, err := Run(ctx, "port", id, port+"/tcp")
 	if err != nil {
 		return "", "", err
 	}
-	addr, _, _ = strings.Cut(addr, "\n") // one line per address it is published on
+	addr, err := Published(out)
+	if err != nil {
+		return "", "", err
+	}
 	url = "http://" + addr + "/whoami"
-	c := &http.Client{Timeout: 2 * time.Second}
-	err = probe.Until(ctx, time.Minute, image+" to answer 200", func(ctx context.Context) (bool, error) {
-		_, code, err := probe.Get(ctx, c, url)
-		return code == http.StatusOK, err
-	})
+	_, err = probe.WaitOK(ctx, url, time.Minute)
 	return id, url, err
+}
+
+// Published returns the address on 127.0.0.1 of a published port, from what
+// docker port or docker compose port printed: one line per address it is
+// published on (0.0.0.0:49153, [::]:49153, 127.0.0.1:49153).
+func Published(out string) (string, error) {
+	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	_, port, err := net.SplitHostPort(first)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("no published port in %q", out)
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
 }
 
 // PeakMemory returns the most memory, in bytes, that the container with the
@@ -108,7 +120,13 @@ func PeakMemory(id string) (int64, error) {
 	return 0, fmt.Errorf("no memory peak for container %s in its cgroup", id)
 }
 
-func lastLines(s string, n int) string {
+// LastLines returns the last n lines of s, trimmed: the end of what a
+// command printed.
+func LastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// RandomName is a short name no one else uses, as Docker, Compose and
+// registries accept it: for what the tests make.
+func RandomName() string { return strings.ToLower(rand.Text()[:8]) }

@@ -252,12 +252,30 @@ func (l *Load) Since() time.Duration {
 }
 
 // Report writes "N requests: N answered 200, N failed" and the failures by
-// kind, one per line.
+// kind (ReportErrors).
 func (l *Load) Report(w io.Writer) {
 	total, failed := l.Counts()
 	fmt.Fprintf(w, "%d requests: %d answered 200, %d failed\n", total, total-failed, failed)
+	l.ReportErrors(w)
+}
+
+// ReportErrors writes the failures by kind, one per line: "  N × error".
+func (l *Load) ReportErrors(w io.Writer) {
 	errs := l.Errors()
 	for _, e := range slices.Sorted(maps.Keys(errs)) {
 		fmt.Fprintf(w, "  %d × %s\n", errs[e], e)
 	}
+}
+
+// WaitOK asks url until it answers 200, each request with its own 2 s
+// time-out, for at most timeout (a bound that catches a hang), and returns
+// the body of that answer.
+func WaitOK(ctx context.Context, url string, timeout time.Duration) (body string, err error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	err = Until(ctx, timeout, url+" to answer 200", func(ctx context.Context) (bool, error) {
+		b, code, err := Get(ctx, c, url)
+		body = b
+		return code == http.StatusOK, err
+	})
+	return body, err
 }
