@@ -31,8 +31,8 @@ func TestPeakMemoryOfNoContainer(t *testing.T) {
 func TestPublished(t *testing.T) {
 	for out, want := range map[string]string{
 		"0.0.0.0:49153\n[::]:49153\n": "127.0.0.1:49153",
-		"127.0.0.1:32768":              "127.0.0.1:32768",
-		"[::]:8080\n":                  "127.0.0.1:8080",
+		"127.0.0.1:32768":             "127.0.0.1:32768",
+		"[::]:8080\n":                 "127.0.0.1:8080",
 	} {
 		if got, err := Published(out); got != want || err != nil {
 			t.Errorf("Published(%q) = %q, %v; want %q", out, got, err, want)
