@@ -1,5 +1,14 @@
 # shellcheck shell=bash
-# Sourced by the project's scripts (provision.sh, the cluster's cluster.sh).
+# Sourced by the project's scripts (provision.sh and what it sources, the
+# images' build.sh, the cluster's cluster.sh).
+
+# step WHAT: says what the script does now. fail WHY: says, in one line,
+# why it stops and what to do, and exits 1.
+step() { printf '==> %s\n' "$*"; }
+fail() {
+	printf 'whoami: %s\n' "$*" >&2
+	exit 1
+}
 
 # load_facts ROOT: sets the facts of ROOT/.env (names, addresses, versions),
 # as Compose and the Makefile read them, except those the environment

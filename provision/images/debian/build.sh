@@ -12,13 +12,14 @@ debian_image=${1:-whoami-rebuild/debian:bookworm}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-step() { printf '==> %s\n' "$*"; }
+# shellcheck source=../../lib.sh
+. "$(dirname "$0")/../../lib.sh" # step, fail
 
 # The archive this machine already uses (never a host written in this repo).
 sources=/etc/apt/sources.list.d/debian.sources
 mirror=$(awk '/^URIs:/ {print $2; exit}' "$sources")
 security=$(awk '/^URIs:/ {u=$2} /^Suites:.*-security/ {print u; exit}' "$sources")
-[ -n "$mirror" ] || { echo "no URIs: line in $sources" >&2; exit 1; }
+[ -n "$mirror" ] || fail "no URIs: line in $sources: rebuilding needs Debian's archive"
 
 if ! docker image inspect "$debian_image" >/dev/null 2>&1; then
 	step "debootstrap --variant=minbase bookworm (from the mirror in $sources)"

@@ -12,7 +12,8 @@ debian_image=whoami-rebuild/debian:bookworm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-step() { printf '==> %s\n' "$*"; }
+# shellcheck source=../../lib.sh
+. "$here/../../lib.sh" # step, fail
 
 # 1. debian:bookworm, made with debootstrap (skipped when already there).
 "$here/../debian/build.sh" "$debian_image"

@@ -1,6 +1,6 @@
 // CoreDNS, the project's cluster DNS, built from the Go module proxy as
-// published: `go build -o DIR tool` (cluster.sh build does it). Its go.mod
-// has no replace directive; this module only pins the version and the
+// published: `go build -o DIR tool` (provision/kubernetes.sh does it). Its
+// go.mod has no replace directive; this module only pins the version and the
 // checksums of everything it builds from.
 module whoami/deploy/kubernetes/cluster/coredns
 
