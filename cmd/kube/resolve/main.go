@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -16,23 +17,27 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: resolve NAME...")
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run resolves names and returns the exit code: 0 if every name resolved,
+// 1 if one did not, 2 without a name.
+func run(names []string, stdout, stderr io.Writer) int {
+	if len(names) == 0 {
+		fmt.Fprintln(stderr, "usage: resolve NAME...")
+		return 2
 	}
-	failed := false
-	for _, name := range os.Args[1:] {
+	code := 0
+	for _, name := range names {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		addrs, err := net.DefaultResolver.LookupHost(ctx, name)
 		cancel()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "resolve: %v\n", err)
-			failed = true
+			fmt.Fprintf(stderr, "resolve: %v\n", err)
+			code = 1
 			continue
 		}
-		fmt.Println(name, strings.Join(addrs, " "))
+		fmt.Fprintln(stdout, name, strings.Join(addrs, " "))
 	}
-	if failed {
-		os.Exit(1)
-	}
+	return code
 }
