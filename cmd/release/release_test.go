@@ -528,7 +528,7 @@ func predicate(t *testing.T, a attestation, predicateType string) json.RawMessag
 
 func blob(t *testing.T, digest string) []byte {
 	t.Helper()
-	b, err := reg.Blob(t.Context(), repo, digest)
+	b, _, err := reg.Do(t.Context(), http.MethodGet, "/v2/"+repo+"/blobs/"+digest, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,6 +575,6 @@ func deleteRepo(ctx context.Context, repo, tag string) {
 		digests = append(digests, a.digest)
 	}
 	for _, d := range digests {
-		reg.DeleteManifest(ctx, repo, d)
+		reg.Do(ctx, http.MethodDelete, "/v2/"+repo+"/manifests/"+d, "")
 	}
 }

@@ -135,16 +135,3 @@ func (c *Client) Digest(ctx context.Context, ref Ref) (string, error) {
 	}
 	return d, nil
 }
-
-// Blob fetches the blob digest of repo.
-func (c *Client) Blob(ctx context.Context, repo, digest string) ([]byte, error) {
-	b, _, err := c.Do(ctx, http.MethodGet, "/v2/"+repo+"/blobs/"+digest, "")
-	return b, err
-}
-
-// DeleteManifest deletes the manifest digest of repo (its blobs wait for
-// the registry's garbage collector).
-func (c *Client) DeleteManifest(ctx context.Context, repo, digest string) error {
-	_, _, err := c.Do(ctx, http.MethodDelete, "/v2/"+repo+"/manifests/"+digest, "")
-	return err
-}
