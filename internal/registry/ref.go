@@ -18,7 +18,7 @@ type Ref struct {
 // dot or a port, or localhost) and a tag or a digest.
 func ParseRef(s string) (Ref, error) {
 	bad := func(why string) (Ref, error) {
-		return Ref{}, fmt.Errorf("image %q: %s: want REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...", s, why)
+		return Ref{}, fmt.Errorf("image %q: %s: want REGISTRY/NAME:TAG or REGISTRY/NAME@DIGEST", s, why)
 	}
 	host, rest, ok := strings.Cut(s, "/")
 	if !ok || !strings.ContainsAny(host, ".:") && host != "localhost" {
