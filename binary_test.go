@@ -125,8 +125,19 @@ func serve(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) {
 // serveWith is serve with env added to the binary's environment.
 func serveWith(t *testing.T, env []string, args ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
+	return serveIn(t, "", env, args...)
+}
+
+// serveIn is serveWith, the binary started by sh after the shell command
+// before (a ulimit, say), if any.
+func serveIn(t *testing.T, before string, env []string, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
 	addr := "127.0.0.1:" + reservePort(t)
-	cmd := exec.Command(binary(t), append([]string{"-addr", addr}, args...)...)
+	args = append([]string{"-addr", addr}, args...)
+	cmd := exec.Command(binary(t), args...)
+	if before != "" {
+		cmd = exec.Command("sh", append([]string{"-c", before + ` && exec "$0" "$@"`, binary(t)}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), env...)
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
@@ -273,5 +284,49 @@ func TestGOMEMLIMITSetsTheCap(t *testing.T) {
 				t.Errorf("GOMEMLIMIT=%s: log %q, want %s from GOMEMLIMIT", tt.value, line, tt.want)
 			}
 		})
+	}
+}
+
+func TestTheCapFitsALowOpenFileLimit(t *testing.T) {
+	// 256 files, and 300 idle clients: the cap stops them short of the
+	// limit, so that accept never fails for want of a file, and ordinary
+	// clients get in as the idle ones make room.
+	_, addr, logs := serveIn(t, "ulimit -n 256", nil)
+	if line := logs.String(); !strings.Contains(line, "max_conns=176 max_conns_from=open_file_limit") || !strings.Contains(line, "open_file_limit=256") {
+		t.Errorf("startup line %q: want max_conns=176 from open_file_limit=256", line)
+	}
+	for range 300 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n") // then idle
+	}
+	failed := 0
+	for range 40 {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			err = request(c, bufio.NewReader(c))
+			c.Close()
+		}
+		if err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of 40 ordinary requests failed beside 300 idle clients at 256 open files", failed)
+	}
+	if strings.Contains(logs.String(), "too many open files") {
+		t.Errorf("accept failed for want of files:\n%s", logs)
+	}
+}
+
+func TestAMalformedGOMEMLIMITStopsTheRuntimeBeforeMain(t *testing.T) {
+	// Go's runtime reads GOMEMLIMIT before main runs: the service cannot
+	// say it its way. README says what happens; this holds README to it.
+	_, stderr, code := result(t, []string{"GOMEMLIMIT=64 MB"})
+	if code != 2 || !strings.Contains(stderr, "fatal error: malformed GOMEMLIMIT") {
+		t.Errorf("exit %d, stderr %.300q; want exit 2 and Go's fatal error", code, stderr)
 	}
 }

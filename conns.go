@@ -2,17 +2,29 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // limitedListener caps the number of open connections, so that the memory
-// they take stays bounded whatever the clients do. The policy, in the order
-// admit applies it:
+// and the files they take stay bounded whatever the clients do.
+//
+// The invariant: a connection holds a slot past unfinishedGrace only while
+// the server itself works on it (its handler runs), never while the server
+// waits on the client: for a request, its headers or its body, for the
+// client to read an answer, or for a next request. No handler waits on the
+// client either: every answer is at most maxAnswer bytes (http.go), which
+// net/http keeps in its buffer until the handler has returned, and writes
+// to the socket only then, when the connection is a candidate again.
+//
+// The policy, in the order admit applies it:
 //
 //  1. Under the cap, a new connection is let in.
 //  2. At the cap, the idle connection (keep-alive, not a byte of its next
@@ -25,9 +37,15 @@ import (
 //     sending a body nobody reads or not reading its answer. An ordinary
 //     client is quicker than the grace.
 //  4. A connection whose handler is running is never closed. Else the new
-//     connection waits, the kernel queueing the next clients meanwhile,
-//     until a grace ends or a handler returns, for maxAdmitWait at most;
-//     then it is closed.
+//     connection waits, for maxAdmitWait at most from when it was
+//     accepted, until a grace ends or a handler returns; then it is
+//     closed. Up to maxWaiting wait at once, each on its own clock, first
+//     come first in, while the listener goes on accepting; beyond that the
+//     kernel queues the next ones.
+//
+// When accept fails because the process is out of files, the listener
+// makes room as at the cap (rules 2 and 3), so that the cap's victims are
+// the ones to go, not new clients.
 //
 // So a client can hold a slot only while its own request is being
 // answered, which takes microseconds. nginx does much the same when it runs
@@ -35,8 +53,9 @@ import (
 // drops the new one when there is none.
 //
 // A connection's state is its own atomic word, changed on every request
-// without a lock; the mutex guards only the set of connections, changed
-// when one opens or closes.
+// without a lock, and only from the state its changer saw (compare and
+// swap): a cut is final. The mutex guards only the set of connections,
+// changed when one opens or closes.
 type limitedListener struct {
 	net.Listener
 	max    int
@@ -46,8 +65,13 @@ type limitedListener struct {
 	mu    sync.Mutex
 	conns []*conn // in no order; each knows its index
 
-	cut, refused atomic.Int64 // connections closed at the cap, since the last log line
-	logged       atomic.Int64 // when the last line was logged (UnixNano)
+	// Accepted connections waiting for room, the first come first; and
+	// whether the listener has a deadline for them. Only Accept uses them.
+	waiting  []waiter
+	deadline bool
+
+	cut, refused, noFiles atomic.Int64 // since the last log line
+	logged                atomic.Int64 // when the last line was logged (UnixNano)
 }
 
 // unfinishedGrace is how long a connection may spend outside a handler in
@@ -58,11 +82,21 @@ type limitedListener struct {
 const unfinishedGrace = 100 * time.Millisecond
 
 // maxAdmitWait bounds how long a new connection waits for room at the cap,
-// looking again every admitPoll.
+// from when it is accepted; admitPoll is how often it looks again.
+// maxWaiting connections wait at most at once: each is an open file and
+// the kernel's buffers, but no more (none of the server's memory).
 const (
 	maxAdmitWait = 2 * time.Second
 	admitPoll    = time.Millisecond
+	maxWaiting   = 64
 )
+
+// A waiter is a connection accepted at the cap, waiting for room until a
+// deadline.
+type waiter struct {
+	c     net.Conn
+	until time.Time
+}
 
 // A connection's state: what it does, and since when (nanoseconds on the
 // listener's clock), packed in one word: since<<2 | what.
@@ -75,7 +109,10 @@ const (
 	whatMask = 1<<whatBits - 1
 )
 
-// conn is one open connection.
+// conn is one open connection. Besides net.Conn's methods it has the
+// optional ones net/http looks for on a connection (CloseWrite, to send
+// its answer before closing on a client still sending; ReadFrom, for
+// io.Copy to a ResponseWriter), passed on to the socket.
 type conn struct {
 	net.Conn
 	l     *limitedListener
@@ -85,15 +122,23 @@ type conn struct {
 	// The write deadline the server asked for, and the one set on the
 	// socket. Only the connection's own goroutine writes and sets it.
 	wantWrite, setWrite time.Time
+
+	// The same for reads, which net/http's background read does in a
+	// goroutine of its own while the server's sets the deadline.
+	readMu            sync.Mutex
+	wantRead, setRead time.Time
 }
 
-// writeSlack is how late a write deadline may fire. The server moves the
-// deadline at every request (writeTimeout from its headers) and clears it
-// after the answer: each is an operation on the runtime's timer heap. Set
-// on the socket writeSlack later than asked, at the first write, the
-// deadline holds for every request of the next writeSlack: one operation
-// a second instead of two a request (make bench's profile shows the rest).
-const writeSlack = time.Second
+// deadlineSlack is how late a deadline may fire. The server moves the read
+// deadline several times a request (the idle time-out, the headers', the
+// request's, none while its handler runs) and the write deadline twice
+// (writeTimeout from its headers, none after the answer): each is an
+// operation on the runtime's timer heap. Set on the socket at the next
+// read or write, deadlineSlack later than asked, a deadline holds for
+// every request that asks for one within the next deadlineSlack (make
+// bench's profile shows the rest). A deadline in the past, which net/http
+// sets to wake its background read, is set at once.
+const deadlineSlack = time.Second
 
 func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedListener {
 	return &limitedListener{Listener: ln, max: max, logger: logger, epoch: time.Now()}
@@ -102,29 +147,71 @@ func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedL
 // now is the time on the listener's clock, shifted to make room for what.
 func (l *limitedListener) now() int64 { return int64(time.Since(l.epoch)) << whatBits }
 
-// Accept returns the next connection, making room for it if the cap is
-// reached, or waiting for room as the policy says.
+// Accept returns the next connection let in by the policy.
 func (l *limitedListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
+		c, wait := l.admitWaiting()
+		if c != nil {
+			return c, nil
+		}
+		if len(l.waiting) == maxWaiting {
+			time.Sleep(wait) // the kernel queues the next ones meanwhile
+			continue
+		}
+		nc, err := l.accept(wait)
+		switch {
+		case err == nil:
+			l.waiting = append(l.waiting, waiter{nc, time.Now().Add(maxAdmitWait)})
+		case wait > 0 && isTimeout(err):
+			// Time to look at the waiting ones again.
+		case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+			l.noFiles.Add(1)
+			l.makeRoom()
+			time.Sleep(admitPoll) // for the victim's file to be closed, or for a slot
+		default:
+			for _, w := range l.waiting {
+				w.c.Close()
+			}
+			l.waiting = nil
 			return nil, err
 		}
-		deadline := time.Now().Add(maxAdmitWait)
-		for {
-			tc, wait := l.admit(c)
-			if tc != nil {
-				return tc, nil
-			}
-			if time.Now().Add(wait).After(deadline) {
-				break
-			}
-			time.Sleep(wait)
+	}
+}
+
+// accept accepts the next connection, for wait at most if wait is not 0.
+func (l *limitedListener) accept(wait time.Duration) (net.Conn, error) {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok && (wait > 0 || l.deadline) {
+		var t time.Time
+		if wait > 0 {
+			t = time.Now().Add(wait)
 		}
-		c.Close()
+		if err := d.SetDeadline(t); err != nil {
+			return nil, err
+		}
+		l.deadline = wait > 0
+	}
+	return l.Listener.Accept()
+}
+
+// admitWaiting lets in the first waiting connection if there is room for
+// it now, closing those whose wait is over. Else it returns how long to
+// wait before looking again; 0 if none waits.
+func (l *limitedListener) admitWaiting() (*conn, time.Duration) {
+	for len(l.waiting) > 0 {
+		w := l.waiting[0]
+		c, wait := l.admit(w.c)
+		if c == nil && time.Now().Add(wait).Before(w.until) {
+			return nil, wait
+		}
+		l.waiting = l.waiting[:copy(l.waiting, l.waiting[1:])]
+		if c != nil {
+			return c, 0
+		}
+		w.c.Close()
 		l.refused.Add(1)
 		l.logAtCap()
 	}
+	return nil, 0
 }
 
 // admit registers c, making room at the cap by cutting a connection as the
@@ -134,57 +221,89 @@ func (l *limitedListener) admit(c net.Conn) (*conn, time.Duration) {
 	l.mu.Lock()
 	var victim *conn
 	for len(l.conns) >= l.max {
-		v, wait := l.victim()
+		v, wait := l.cutOne()
 		if v == nil {
 			l.mu.Unlock()
 			return nil, wait
 		}
-		if s := v.state.Load(); s&whatMask != answered && v.state.CompareAndSwap(s, cut) {
-			l.remove(v)
-			victim = v
-		} // else its handler began meanwhile: look again
+		victim = v
 	}
 	tc := &conn{Conn: c, l: l, index: len(l.conns)}
 	tc.state.Store(l.now() | sending)
 	l.conns = append(l.conns, tc)
 	l.mu.Unlock()
-	if victim != nil {
-		victim.Conn.Close() // the server sees its read or write fail, and forgets it
-		l.cut.Add(1)
-		l.logAtCap()
-	}
+	l.closeVictim(victim)
 	return tc, 0
 }
 
-// victim returns the connection to cut (rules 2 and 3), or nil and how long
-// until there may be one (rule 4). l.mu is held.
-func (l *limitedListener) victim() (*conn, time.Duration) {
+// makeRoom cuts a connection as the policy says, if one may be cut, to
+// free its file.
+func (l *limitedListener) makeRoom() {
+	l.mu.Lock()
+	v, _ := l.cutOne()
+	l.mu.Unlock()
+	l.closeVictim(v)
+}
+
+// cutOne cuts the connection the policy chooses (rules 2 and 3): its state
+// becomes cut, from the state it was chosen in, and it leaves the set. If
+// there is none, it returns nil and how long until there may be one (rule
+// 4). l.mu is held.
+func (l *limitedListener) cutOne() (*conn, time.Duration) {
+	for {
+		v, s, wait := l.victim()
+		if v == nil {
+			return nil, wait
+		}
+		if v.state.CompareAndSwap(s, cut) {
+			l.remove(v)
+			return v, 0
+		}
+		// It moved on since it was chosen (its next request began, its
+		// handler started): choose again.
+	}
+}
+
+// closeVictim closes a connection the cap cut, if any: the server sees its
+// read or write fail, and forgets it.
+func (l *limitedListener) closeVictim(v *conn) {
+	if v == nil {
+		return
+	}
+	v.Conn.Close()
+	l.cut.Add(1)
+	l.logAtCap()
+}
+
+// victim returns the connection to cut (rules 2 and 3) and the state it was
+// chosen in, or nil and how long until there may be one (rule 4). l.mu is
+// held.
+func (l *limitedListener) victim() (*conn, int64, time.Duration) {
 	var oldestIdle, oldestSending *conn
-	var idleSince, sendingSince int64
+	var idleState, sendingState int64
 	for _, c := range l.conns {
 		s := c.state.Load()
-		since := s >> whatBits
 		switch s & whatMask {
 		case idle:
-			if oldestIdle == nil || since < idleSince {
-				oldestIdle, idleSince = c, since
+			if oldestIdle == nil || s < idleState {
+				oldestIdle, idleState = c, s
 			}
 		case sending:
-			if oldestSending == nil || since < sendingSince {
-				oldestSending, sendingSince = c, since
+			if oldestSending == nil || s < sendingState {
+				oldestSending, sendingState = c, s
 			}
 		}
 	}
 	if oldestIdle != nil {
-		return oldestIdle, 0
+		return oldestIdle, idleState, 0
 	}
 	if oldestSending == nil {
-		return nil, admitPoll // every one is being answered: that takes microseconds
+		return nil, 0, admitPoll // every one is being answered: that takes microseconds
 	}
-	if left := unfinishedGrace - time.Duration(l.now()>>whatBits-sendingSince); left > 0 {
-		return nil, min(left, admitPoll) // one may become idle or close meanwhile
+	if left := unfinishedGrace - time.Duration((l.now()-sendingState)>>whatBits); left > 0 {
+		return nil, 0, min(left, admitPoll) // one may become idle or close meanwhile
 	}
-	return oldestSending, 0
+	return oldestSending, sendingState, 0
 }
 
 // remove takes c out of the set. l.mu is held.
@@ -197,7 +316,8 @@ func (l *limitedListener) remove(c *conn) {
 }
 
 // logAtCap logs, at most once a second, how many connections the cap cut
-// or refused: a flood must not flood the log too.
+// or refused, and how many accepts failed for want of a file: a flood must
+// not flood the log too.
 func (l *limitedListener) logAtCap() {
 	now := time.Now().UnixNano()
 	last := l.logged.Load()
@@ -205,7 +325,7 @@ func (l *limitedListener) logAtCap() {
 		return
 	}
 	l.logger.Warn("at the connection limit: closed idle connections and requests stalled outside a handler",
-		"limit", l.max, "cut", l.cut.Swap(0), "refused", l.refused.Swap(0))
+		"limit", l.max, "cut", l.cut.Swap(0), "refused", l.refused.Swap(0), "out_of_files", l.noFiles.Swap(0))
 }
 
 // open returns how many connections are open.
@@ -219,6 +339,9 @@ func (l *limitedListener) open() int {
 // byte of it arrives. (Bytes that came with the previous request, which
 // only pipelining clients send, count from the next read instead.)
 func (c *conn) Read(p []byte) (int, error) {
+	if err := c.applyReadDeadline(); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		if s := c.state.Load(); s&whatMask == idle {
@@ -228,44 +351,108 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// SetReadDeadline records the deadline; Read sets it on the socket. One in
+// the past, which must wake a read in progress, is set at once.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	c.wantRead = t
+	// The clock is read only for a deadline earlier than the socket's.
+	if !t.IsZero() && (c.setRead.IsZero() || t.Before(c.setRead)) && t.Before(time.Now()) {
+		c.setRead = t
+		return c.Conn.SetReadDeadline(t)
+	}
+	return nil
+}
+
 // SetWriteDeadline records the deadline; Write sets it on the socket.
 func (c *conn) SetWriteDeadline(t time.Time) error {
 	c.wantWrite = t
 	return nil
 }
 
-// SetDeadline sets both deadlines, the write one as SetWriteDeadline does.
+// SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline
+// do.
 func (c *conn) SetDeadline(t time.Time) error {
 	c.wantWrite = t
-	return c.Conn.SetReadDeadline(t)
+	return c.SetReadDeadline(t)
 }
 
-// Write sets the write deadline asked for on the socket first, unless the
-// one there already fires at most writeSlack after it.
+// applyReadDeadline sets the read deadline asked for on the socket, unless
+// the one there fires at most deadlineSlack after it.
+func (c *conn) applyReadDeadline() error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	t, err := lazyDeadline(c.wantRead, c.setRead, c.Conn.SetReadDeadline)
+	c.setRead = t
+	return err
+}
+
+// applyWriteDeadline is applyReadDeadline for writes.
+func (c *conn) applyWriteDeadline() error {
+	t, err := lazyDeadline(c.wantWrite, c.setWrite, c.Conn.SetWriteDeadline)
+	c.setWrite = t
+	return err
+}
+
+// lazyDeadline returns the deadline to have on the socket for want, given
+// the one there (set): set itself if it fires no earlier and at most
+// deadlineSlack later; else want plus the slack, which it sets with
+// setDeadline.
+func lazyDeadline(want, set time.Time, setDeadline func(time.Time) error) (time.Time, error) {
+	if want.IsZero() == set.IsZero() && !set.Before(want) && set.Sub(want) <= deadlineSlack {
+		return set, nil
+	}
+	if !want.IsZero() {
+		want = want.Add(deadlineSlack)
+	}
+	if err := setDeadline(want); err != nil {
+		return set, err
+	}
+	return want, nil
+}
+
+// Write sets the write deadline asked for on the socket first.
 func (c *conn) Write(p []byte) (int, error) {
-	want, set := c.wantWrite, c.setWrite
-	if want.IsZero() != set.IsZero() || set.Before(want) || set.Sub(want) > writeSlack {
-		if !want.IsZero() {
-			want = want.Add(writeSlack)
-		}
-		if err := c.Conn.SetWriteDeadline(want); err != nil {
-			return 0, err
-		}
-		c.setWrite = want
+	if err := c.applyWriteDeadline(); err != nil {
+		return 0, err
 	}
 	return c.Conn.Write(p)
 }
 
+// ReadFrom is Write for net/http's io.Copy to a ResponseWriter: the
+// socket's own ReadFrom (sendfile, splice) under the same deadline.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.applyWriteDeadline(); err != nil {
+		return 0, err
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
+}
+
+// CloseWrite shuts down the socket's writing side, so that net/http can
+// send an answer before it closes on a client that is still sending (a
+// 431, a 405 with a body): without it, the client gets a reset.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // track is the server's ConnState hook: a connection whose answer has gone
-// out is idle, and a closed one leaves the set. (New is when admit took
-// it; Active, when its headers are read, changes nothing: the handler
-// marks the connection answered.)
+// out is idle, unless the cap cut it meanwhile; a closed one leaves the
+// set. (New is when admit took it; Active, when its headers are read,
+// changes nothing: the handler marks the connection answered.)
 func (l *limitedListener) track(nc net.Conn, state http.ConnState) {
 	c := nc.(*conn) // what Accept returned
 	switch state {
 	case http.StateIdle:
 		// Idle since the handler returned: the answer went out just after.
-		c.state.Store(c.state.Load()&^whatMask | idle)
+		for s := c.state.Load(); s&whatMask != cut && !c.state.CompareAndSwap(s, s&^whatMask|idle); s = c.state.Load() {
+		}
 	case http.StateClosed, http.StateHijacked:
 		l.mu.Lock()
 		if c.index >= 0 {
@@ -294,6 +481,8 @@ func (l *limitedListener) answering(h http.Handler) http.Handler {
 			}
 		}
 		h.ServeHTTP(w, r)
+		// Nothing else changes an answered connection: the cap never cuts
+		// one.
 		c.state.Store(l.now() | sending)
 	})
 }
@@ -302,4 +491,10 @@ func (l *limitedListener) answering(h http.Handler) http.Handler {
 // connection.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
+}
+
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }

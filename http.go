@@ -51,8 +51,13 @@ const (
 	idleTimeout = 120 * time.Second
 	// maxHeaderBytes is 16 KiB instead of Go's 1 MiB default: /whoami reads
 	// no header, and 16 KiB still holds a browser's cookies plus the
-	// forwarding headers a proxy adds. Larger requests get 431.
+	// forwarding headers a proxy adds. Larger requests get 431. (net/http
+	// reads 4 KiB more than this before it gives up: a request line and
+	// headers of over 20 KiB in all get 431 whatever they hold.)
 	maxHeaderBytes = 16 << 10
+	// maxRequestLine is the longest request line (method, URI, version)
+	// answered: 8 KiB, as nginx's default. A longer one gets 414.
+	maxRequestLine = 8 << 10
 	// shutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM: well under the 10 s Docker waits before it sends SIGKILL.
 	shutdownTimeout = 5 * time.Second
@@ -60,16 +65,30 @@ const (
 	healthcheckTimeout = 2 * time.Second
 )
 
+// maxAnswer bounds the bytes of every answer, headers included: the
+// service echoes nothing of a request, every status has a short fixed
+// body, and the hostname is at most maxHostname bytes. Being far under the
+// 2 KiB that net/http buffers before it writes, no answer reaches the
+// socket before its handler returns: no handler ever waits on a client
+// that does not read (conns.go's policy counts on it). The fuzz test
+// holds every answer to it.
+const maxAnswer = 512
+
+// maxHostname is the longest name answered: 255 bytes, a DNS name's
+// longest (Linux allows 64). A longer one is taken for a failed lookup.
+const maxHostname = 255
+
 // The cap on open connections (see conns.go), from the memory the process
 // may use. When GOMEMLIMIT is unset, the service finds its container's
 // memory limit itself (memory.go) and sets Go's soft limit to goMemoryShare
 // of it: the rest is headroom for what the Go runtime does not count (the
 // binary's pages, the kernel's buffers) and for the runtime's own overshoot.
-// The cap is then what is left of Go's limit after the server's own
-// baseMemory, divided by the worst case per connection, connMemory, which
-// TestConnectionMemory measures (idle, header- and body-trickling
-// connections) and holds the cost to; the image's flood tests check the
-// container's peak against its limit.
+// The cap is then what is left of Go's limit (or of that share of the
+// container's limit, if smaller: with GOMEMLIMIT=off too) after the
+// server's own baseMemory, divided by the worst case per connection,
+// connMemory, which TestConnectionMemory measures (idle, header- and
+// body-trickling connections) and holds the cost to; the image's flood
+// tests check the container's peak against its limit.
 const (
 	goMemoryShare   = 0.7      // of the container's limit, for Go's soft limit
 	connMemory      = 48 << 10 // bytes per connection, the worst case measured, rounded up
@@ -77,10 +96,22 @@ const (
 	defaultMaxConns = 10000    // with no memory limit
 )
 
-// maxConnsFor returns the cap on connections for Go's memory limit in
-// bytes.
-func maxConnsFor(goLimit int64) int {
-	return int(max((goLimit-baseMemory)/connMemory, 16))
+// Each connection is an open file, and so is each one waiting for room
+// (maxWaiting, conns.go): the cap leaves fileReserve more of the process's
+// open-file limit for the rest (the standard streams, the listener, the
+// runtime's poller, a file os.Hostname may read), so that accept does not
+// fail for want of one. If it does all the same, conns.go makes room.
+const fileReserve = 16
+
+// maxConnsFor returns the cap on connections for a memory budget in bytes.
+func maxConnsFor(budget int64) int {
+	return int(max((budget-baseMemory)/connMemory, 16))
+}
+
+// maxConnsForFiles returns the most connections that the open-file limit
+// leaves room for.
+func maxConnsForFiles(files uint64) int {
+	return int(max(int64(min(files, math.MaxInt32))-fileReserve-maxWaiting, 1))
 }
 
 func main() {
@@ -132,13 +163,15 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 			maxConns = maxConnsFlag
 		}
 	})
-	lim, err := sizeLimits(maxConns, getenv, "/")
+	var files syscall.Rlimit // Go has raised it to the hard limit already
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &files); err != nil {
+		return fmt.Errorf("reading the open-file limit: %v", err)
+	}
+	lim, err := sizeLimits(maxConns, getenv, "/", files.Cur)
 	if err != nil {
 		return err
 	}
-	if lim.goMemoryFrom != "GOMEMLIMIT" && lim.goMemory != math.MaxInt64 {
-		debug.SetMemoryLimit(lim.goMemory)
-	}
+	lim.goMemory = setMemoryLimit(lim)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -154,7 +187,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	logger.Info("whoami listening", "addr", ln.Addr().String(), "version", version,
 		"max_conns", lim.maxConns, "max_conns_from", lim.maxConnsFrom,
 		"memory_limit", lim.memory, "memory_limit_from", lim.memoryFrom,
-		"go_memory_limit", lim.goMemory, "go_memory_limit_from", lim.goMemoryFrom)
+		"go_memory_limit", lim.goMemory, "go_memory_limit_from", lim.goMemoryFrom,
+		"open_file_limit", lim.files)
 
 	select {
 	case err := <-served:
@@ -184,19 +218,24 @@ type limits struct {
 	goMemory     int64  // Go's soft memory limit (math.MaxInt64: none)
 	goMemoryFrom string // "GOMEMLIMIT", "memory_limit" or "none"
 	maxConns     int    // the cap on open connections
-	maxConnsFrom string // "-max-conns", "MAX_CONNS", "go_memory_limit" or "default"
+	maxConnsFrom string // "-max-conns", "MAX_CONNS", "go_memory_limit", "memory_limit", "default" or "open_file_limit"
+	files        uint64 // the open-file limit
 }
 
 // sizeLimits works out the limits. Go's soft memory limit: GOMEMLIMIT if
 // set (the runtime has read it), else goMemoryShare of the memory limit of
 // the cgroup found under root ("/" but in tests), else none. The cap: the
 // -max-conns flag if given (flagMax not nil), else MAX_CONNS if set, else
-// from Go's limit, else defaultMaxConns.
-func sizeLimits(flagMax *int, getenv func(string) string, root string) (limits, error) {
-	lim := limits{memoryFrom: "none", goMemory: math.MaxInt64, goMemoryFrom: "none"}
+// from the smaller of Go's limit and goMemoryShare of the cgroup's, else
+// defaultMaxConns; and in every case at most what the open-file limit
+// files leaves room for.
+func sizeLimits(flagMax *int, getenv func(string) string, root string, files uint64) (limits, error) {
+	lim := limits{memoryFrom: "none", goMemory: math.MaxInt64, goMemoryFrom: "none", files: files}
+	share := int64(math.MaxInt64) // goMemoryShare of the cgroup's limit
 	if n, file, ok := cgroupMemoryLimit(root); ok {
+		share = int64(float64(n) * goMemoryShare)
 		lim.memory, lim.memoryFrom = n, file
-		lim.goMemory, lim.goMemoryFrom = int64(float64(n)*goMemoryShare), "memory_limit"
+		lim.goMemory, lim.goMemoryFrom = share, "memory_limit"
 	}
 	if getenv("GOMEMLIMIT") != "" {
 		lim.goMemory, lim.goMemoryFrom = debug.SetMemoryLimit(-1), "GOMEMLIMIT"
@@ -212,12 +251,26 @@ func sizeLimits(flagMax *int, getenv func(string) string, root string) (limits, 
 			return lim, fmt.Errorf("invalid MAX_CONNS %q: must be a positive number", s)
 		}
 		lim.maxConns, lim.maxConnsFrom = n, "MAX_CONNS"
-	case lim.goMemory == math.MaxInt64:
+	case lim.goMemory == math.MaxInt64 && share == math.MaxInt64:
 		lim.maxConns, lim.maxConnsFrom = defaultMaxConns, "default"
-	default:
+	case lim.goMemory <= share:
 		lim.maxConns, lim.maxConnsFrom = maxConnsFor(lim.goMemory), "go_memory_limit"
+	default: // GOMEMLIMIT above the share, or off
+		lim.maxConns, lim.maxConnsFrom = maxConnsFor(share), "memory_limit"
+	}
+	if n := maxConnsForFiles(files); lim.maxConns > n {
+		lim.maxConns, lim.maxConnsFrom = n, "open_file_limit"
 	}
 	return lim, nil
+}
+
+// setMemoryLimit sets Go's soft memory limit to lim's, unless GOMEMLIMIT
+// set it already, and returns the limit the runtime now has.
+func setMemoryLimit(lim limits) int64 {
+	if lim.goMemoryFrom == "memory_limit" {
+		debug.SetMemoryLimit(lim.goMemory)
+	}
+	return debug.SetMemoryLimit(-1)
 }
 
 // listenAddr picks the address to listen on: the -addr flag if given, else
@@ -265,12 +318,30 @@ func newCappedServer(ln net.Listener, maxConns int, h http.Handler, logger *slog
 	return srv, capped
 }
 
-// newHandler returns every route of the service. The mux answers 405 with an
-// Allow header for other methods on a known path, and 404 for other paths.
+// newHandler returns the service's one route, GET (and HEAD) /whoami, and
+// what every other request gets: a request line over maxRequestLine 414,
+// another path 404, another method 405 with Allow. Each has a short fixed
+// body, and none echoes the request. It routes by itself rather than with
+// http.ServeMux, which redirects a path that is not clean (/x/../y) to the
+// cleaned one, repeating the path in Location and in an HTML body: an
+// answer several times the size of the request.
 func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /whoami", handleWhoami(hostname, logger)) // GET also matches HEAD
-	return mux
+	whoami := handleWhoami(hostname, logger)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case len(r.Method)+len(r.RequestURI)+len(r.Proto)+2 > maxRequestLine:
+			fail(w, http.StatusRequestURITooLong)
+		case r.RequestURI == "*": // OPTIONS * is net/http's; PRI * is HTTP/2's preface
+			fail(w, http.StatusBadRequest)
+		case r.URL.Path != "/whoami":
+			http.NotFound(w, r)
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header()["Allow"] = allowed
+			fail(w, http.StatusMethodNotAllowed)
+		default:
+			whoami.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Header values shared by every response. Assigned to the header map under
@@ -281,6 +352,7 @@ var (
 	textPlain = []string{"text/plain; charset=utf-8"}
 	noStore   = []string{"no-store"}
 	noSniff   = []string{"nosniff"}
+	allowed   = []string{"GET, HEAD"}
 )
 
 // handleWhoami answers with the hostname and a newline, or "unknown" if the
@@ -288,6 +360,9 @@ var (
 func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, err := hostname()
+		if err == nil && len(name) > maxHostname {
+			err = errHostnameTooLong
+		}
 		if err != nil {
 			logger.Error("hostname lookup failed", "err", err)
 			name = "unknown"
@@ -303,6 +378,13 @@ func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Han
 		io.WriteString(w, "\n")
 	})
 }
+
+// fail answers code with its status text as the body, as http.Error does.
+func fail(w http.ResponseWriter, code int) {
+	http.Error(w, http.StatusText(code), code)
+}
+
+var errHostnameTooLong = errors.New("hostname longer than 255 bytes")
 
 // checkHealth makes one GET to the server's own /whoami on addr's port and
 // returns nil if it answers 200. It lets a FROM scratch image, which has no

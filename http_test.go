@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -436,8 +436,11 @@ func TestSlowHeadersAreCutOffWhileOthersAreServed(t *testing.T) {
 	}
 }
 
-func TestBadInputGetsAClearAnswer(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+func TestEveryRequestGetsAShortClearAnswer(t *testing.T) {
+	// The longest hostname answered, so that the 200 is the largest it can
+	// be.
+	name := strings.Repeat("w", maxHostname)
+	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, func() (string, error) { return name, nil })
 	noise := make([]byte, 4096)
 	rand.NewChaCha8([32]byte{1}).Read(noise) // the same bytes every run
 
@@ -446,15 +449,29 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		request string
 		want    int
 	}{
-		// Fixed sizes, not derived from maxHeaderBytes, so that a change of
-		// the limit shows here: 32 KiB is over 16 KiB (and net/http's 4 KiB
-		// of slack), 8 KiB under it.
+		// Fixed sizes, not derived from the limits, so that a change of a
+		// limit shows here: 32 KiB is over 16 KiB of headers (and net/http's
+		// 4 KiB of slack), 8 KiB under it; a 9 KiB URL is over the 8 KiB of
+		// a request line, 7 KiB under it.
 		{"an oversized URL", "GET /whoami?" + strings.Repeat("a", 32<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 431},
 		{"oversized headers", "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 32<<10) + "\r\n\r\n", 431},
 		{"large headers under the limit", "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 200},
+		{"a long URL", "GET /whoami?" + strings.Repeat("a", 9<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"a long URL under the limit", "GET /whoami?" + strings.Repeat("a", 7<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"a long method", strings.Repeat("A", 9<<10) + " /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"a path that is not clean, with 6,000 ampersands", "GET /x/../" + strings.Repeat("&", 6000) + " HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"a path that is not clean, to /whoami", "GET /x/../whoami HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"a double slash", "GET //whoami HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"an escaped path to /whoami", "GET /who%61mi HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"an absolute URI", "GET http://x/whoami HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"HEAD", "HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 200},
 		{"a malformed request line", "GET\r\n\r\n", 400},
 		{"a line that is not HTTP", "hello\r\n\r\n", 400},
 		{"an unknown method", "BREW /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+		{"a POST with a body of 1 MB, answered before it is read", "POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n" + strings.Repeat("b", 1<<20), 405},
+		{"CONNECT", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 404},
+		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"an unknown Expect", "GET /whoami HTTP/1.1\r\nHost: x\r\nExpect: tea\r\n\r\n", 417},
 		{"HTTP/1.0 without Host", "GET /whoami HTTP/1.0\r\n\r\n", 200},
 		{"HTTP/1.1 without Host", "GET /whoami HTTP/1.1\r\n\r\n", 400},
 		{"two Host headers", "GET /whoami HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
@@ -470,9 +487,14 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if status, err := exchange(p.addr, tt.request); status != tt.want {
-				t.Errorf("status = %d (%v), want %d", status, err, tt.want)
+			answer, err := exchange(p.addr, tt.request)
+			if status := statusOf(answer); status != tt.want || err != nil {
+				t.Errorf("status %d, then %v; want %d, then the end of the connection", status, err, tt.want)
 			}
+			if len(answer) > maxAnswer {
+				t.Errorf("answered %d bytes, more than maxAnswer (%d): %.200q...", len(answer), maxAnswer, answer)
+			}
+			t.Logf("%d bytes", len(answer))
 			// Whatever came before, the server still serves.
 			if resp, _ := do(t, mustRequest(t, "GET", p.url("/whoami"))); resp.StatusCode != 200 {
 				t.Errorf("afterwards GET /whoami = %d, want 200", resp.StatusCode)
@@ -481,67 +503,173 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 	}
 }
 
-// exchange writes raw bytes on a new connection and returns the status of
-// the answer, or 0 and the error if the server closed the connection.
-func exchange(addr, request string) (int, error) {
+// exchange writes raw bytes on a new connection and ends its writing side,
+// as a client with nothing more to say does, then returns all the server
+// sent until it closed the connection, and how it closed it: nil for a
+// clean close, or the error (a reset, the time-out).
+func exchange(addr, request string) (string, error) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(hang))
-	go io.WriteString(conn, request) // the server may answer before it reads it all
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	go func() {
+		// The server may answer before it has read it all.
+		io.WriteString(conn, request)
+		conn.(*net.TCPConn).CloseWrite()
+	}()
+	b, err := io.ReadAll(conn)
+	return string(b), err
 }
 
-// FuzzWhoami sends arbitrary requests through the handler: whatever the
-// method and path, the answer is 200 with the hostname for GET or HEAD on
-// /whoami, a redirect to a cleaned path, 404 or 405, never a panic.
-// Run it longer with: go test -run '^$' -fuzz FuzzWhoami -fuzztime 1m .
+// statusOf returns the status code of an answer's first line, or 0.
+func statusOf(answer string) int {
+	var minor, code int
+	fmt.Sscanf(answer, "HTTP/1.%d %d ", &minor, &code)
+	return code
+}
+
+// FuzzWhoami sends arbitrary bytes to the real server on one connection,
+// and holds what it sends back to the service's invariants, whatever was
+// sent: every answer is at most maxAnswer bytes, has a status the service
+// gives, and only the headers it sets; the only 200 with a body is the
+// hostname; no byte reaches the socket while a handler runs, nor under no
+// write deadline or one past writeTimeout and its slack; the connection
+// ends (closed by the server, or reset after its answers),
+// never hangs. Run it longer with:
+// go test -run '^$' -fuzz FuzzWhoami -fuzztime 1m .
 func FuzzWhoami(f *testing.F) {
 	for _, seed := range []string{
 		"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n",
-		"HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\nGET /whoami HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
 		"GET /x/../whoami?a=b HTTP/1.0\r\n\r\n",
+		"GET /x/../" + strings.Repeat("&", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET //whoami HTTP/1.1\r\nHost: x\r\n\r\n",
 		"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
 		"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /whoami HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /whoami HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 20<<10) + "\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
-	host, err := os.Hostname()
-	if err != nil {
-		f.Fatal(err)
-	}
-	h := newHandler(os.Hostname, discardLogger())
+	name := strings.Repeat("w", maxHostname) // the largest 200
+	w := newWatchedServer(f, func() (string, error) { return name, nil })
+	statuses := []int{200, 400, 404, 405, 414, 417, 431, 501, 505}
+	headers := []string{"Allow", "Cache-Control", "Connection", "Content-Length", "Content-Type", "Date", "X-Content-Type-Options"}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			return // the server answers 400 before any handler runs
+		all, err := exchange(w.addr, string(raw))
+		if isTimeout(err) {
+			t.Fatalf("the connection did not end within %v: %q", hang, all)
 		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		switch w.Code {
-		case 200:
-			if req.Method != "GET" && req.Method != "HEAD" || w.Body.String() != host+"\n" {
-				t.Errorf("%s %s: 200 %q", req.Method, req.URL, w.Body)
+		for answer := range splitAnswers(all) {
+			if len(answer) > maxAnswer {
+				t.Errorf("an answer of %d bytes, more than maxAnswer (%d), to %.200q", len(answer), maxAnswer, raw)
 			}
-		case 405:
-			if w.Header().Get("Allow") != "GET, HEAD" {
-				t.Errorf("%s %s: 405 with Allow %q", req.Method, req.URL, w.Header().Get("Allow"))
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(answer)), &http.Request{Method: "HEAD"})
+			if err != nil {
+				t.Fatalf("an answer that is not HTTP (%v): %q", err, answer)
 			}
-		case 301, 307, 308, 400, 404:
-		default:
-			t.Errorf("%s %s: unexpected status %d", req.Method, req.URL, w.Code)
+			if !slices.Contains(statuses, resp.StatusCode) {
+				t.Errorf("status %d to %.200q", resp.StatusCode, raw)
+			}
+			for k := range resp.Header {
+				if !slices.Contains(headers, k) {
+					t.Errorf("header %s in %q", k, answer)
+				}
+			}
+			if _, body, _ := strings.Cut(answer, "\r\n\r\n"); resp.StatusCode == 200 && body != "" && body != name+"\n" {
+				t.Errorf("200 with the body %q", body)
+			}
+		}
+		if n := w.writesInHandler.Load(); n > 0 {
+			t.Fatalf("%d writes reached the socket while a handler ran, after %q", n, raw)
+		}
+		if n := w.lateWrites.Load(); n > 0 {
+			t.Fatalf("%d writes were made under no deadline, or one too far, after %q", n, raw)
 		}
 	})
 }
+
+// splitAnswers yields the answers in what a server sent on a connection:
+// each starts with its status line ("HTTP/1.1 " or, to HTTP/1.0,
+// "HTTP/1.0 "), and no body of the service's holds one.
+func splitAnswers(all string) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		for all != "" {
+			i := strings.Index(all[1:], "HTTP/1.") + 1
+			if i == 0 {
+				i = len(all)
+			}
+			if !yield(all[:i]) {
+				return
+			}
+			all = all[i:]
+		}
+	}
+}
+
+// watchedServer is the server as run builds it, on a listener that counts
+// the writes to a socket made while its connection's handler runs.
+type watchedServer struct {
+	net.Listener
+	addr            string
+	capped          *limitedListener
+	writesInHandler atomic.Int64 // writes while the handler ran
+	lateWrites      atomic.Int64 // writes under no deadline, or one over writeTimeout+deadlineSlack away
+}
+
+func newWatchedServer(tb testing.TB, hostname func() (string, error)) *watchedServer {
+	tb.Helper()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &watchedServer{Listener: tcp, addr: tcp.Addr().String()}
+	var srv *http.Server
+	srv, w.capped = newCappedServer(w, defaultMaxConns, newHandler(hostname, discardLogger()), discardLogger())
+	go srv.Serve(w.capped)
+	tb.Cleanup(func() { srv.Close() })
+	return w
+}
+
+func (w *watchedServer) Accept() (net.Conn, error) {
+	c, err := w.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: c, w: w}, nil
+}
+
+// watchedConn is a socket that checks, at each write, the state of the
+// connection that the cap made of it, and the deadline set on it.
+type watchedConn struct {
+	net.Conn
+	w        *watchedServer
+	deadline time.Time // for writes
+}
+
+func (c *watchedConn) SetWriteDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *watchedConn) Write(p []byte) (int, error) {
+	if c.deadline.IsZero() || time.Until(c.deadline) > writeTimeout+deadlineSlack {
+		c.w.lateWrites.Add(1)
+	}
+	c.w.capped.mu.Lock()
+	for _, tc := range c.w.capped.conns {
+		if tc.Conn == c && tc.state.Load()&whatMask == answered {
+			c.w.writesInHandler.Add(1)
+		}
+	}
+	c.w.capped.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *watchedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
 
 func TestHealthcheck(t *testing.T) {
 	t.Parallel() // it waits on time-outs
