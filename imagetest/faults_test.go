@@ -71,45 +71,18 @@ func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
 	for _, kind := range probe.FloodKinds {
 		t.Run(string(kind)+", with the cap, as the image runs", func(t *testing.T) {
 			id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory)
-			f, l := flood(t, id, kind, 20*time.Second)
-			total, failed := l.Counts()
-			peak := peakMemory(t, id)
-			t.Logf("flood %s: 5,000 connections for 20 s (%d opened, %d cut by the server); peak memory %.1f MiB of 64 (%.0f%%); %d of %d ordinary requests failed, the slowest took %.2f s",
-				kind, f.Opened, f.Cut, float64(peak)/(1<<20), 100*float64(peak)/podLimit, failed, total, l.Slowest().Seconds())
-			if state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id); state != "true false" {
-				t.Errorf("running, OOM-killed: %s; want true false", state)
-			}
-			if float64(peak) > podLimit*memoryShare {
-				t.Errorf("peak memory %.1f MiB: want at most %.0f%% of the 64 MiB limit", float64(peak)/(1<<20), 100*memoryShare)
-			}
-			if f.Opened < 5000 {
-				t.Errorf("the flood opened %d connections, want at least 5,000", f.Opened)
-			}
-			switch {
-			case kind == probe.Unread:
-				// A flood of requests: the CPU, not the cap, is the limit
-				// while it lasts. Once it ends, the service answers.
-				url := "http://" + containerAddr(t, id) + "/whoami"
-				if err := probe.Until(t.Context(), 10*time.Second, "an answer after the flood", func(ctx context.Context) (bool, error) {
-					_, code, err := probe.Get(ctx, http.DefaultClient, url)
-					return code == 200, err
-				}); err != nil {
-					t.Error(err)
-				}
-			case failed > 0 || total == 0:
-				t.Errorf("%d of %d ordinary requests failed: %v", failed, total, l.Errors())
-			case l.Slowest() > 5*time.Second:
-				t.Errorf("an ordinary request took %v: want an answer within a few seconds", l.Slowest())
-			}
-			logs := logs(t, id)
-			if !strings.Contains(logs, "memory_limit=67108864 memory_limit_from=/sys/fs/cgroup/") {
-				t.Errorf("the startup line does not give the container's limit and its file:\n%s", logs)
-			}
-			if cut := strings.Count(logs, "at the connection limit"); cut == 0 {
-				t.Error("no warning about the connection limit in the logs")
-			}
+			withstands(t, id, kind)
 		})
 	}
+	// A low open-file limit: the cap fits it, and idle clients past it
+	// make room as they do at the cap.
+	t.Run("idle, at 256 open files", func(t *testing.T) {
+		id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory, "--ulimit", "nofile=256:256")
+		withstands(t, id, probe.Idle)
+		if l := logs(t, id); !strings.Contains(l, "max_conns=176 max_conns_from=open_file_limit") || strings.Contains(l, "too many open files") {
+			t.Errorf("want the cap from the open-file limit, and no accept failing for want of files:\n%.2000s", l)
+		}
+	})
 	// The control: the same flood with no effective cap goes past the
 	// limit, so the test above tests something.
 	t.Run("without the cap, the flood is enough to kill it", func(t *testing.T) {
@@ -121,6 +94,51 @@ func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
 			t.Errorf("running, OOM-killed: %s; want false true: the flood no longer exceeds the limit, so the test with the cap proves nothing", state)
 		}
 	})
+}
+
+// withstands floods the container for 20 s with 5,000 connections of a
+// kind while an ordinary client sends a request every 100 ms, and checks
+// the container's peak memory, that it runs, and the ordinary requests:
+// none failed, none slower than a second. (The unread kind is a flood of
+// requests, not of connections: the CPU, not the cap, is the limit while
+// it lasts, and it is checked to answer once it ends.)
+func withstands(t *testing.T, id string, kind probe.FloodKind) {
+	t.Helper()
+	f, l := flood(t, id, kind, 20*time.Second)
+	total, failed := l.Counts()
+	if state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id); state != "true false" {
+		t.Fatalf("flood %s: running, OOM-killed: %s, want true false; %d of %d ordinary requests failed", kind, state, failed, total)
+	}
+	peak := peakMemory(t, id)
+	t.Logf("flood %s: 5,000 connections for 20 s (%d opened, %d cut by the server); peak memory %.1f MiB of 64 (%.0f%%); %d of %d ordinary requests failed, the slowest took %.2f s",
+		kind, f.Opened, f.Cut, float64(peak)/(1<<20), 100*float64(peak)/podLimit, failed, total, l.Slowest().Seconds())
+	if float64(peak) > podLimit*memoryShare {
+		t.Errorf("peak memory %.1f MiB: want at most %.0f%% of the 64 MiB limit", float64(peak)/(1<<20), 100*memoryShare)
+	}
+	if f.Opened < 5000 {
+		t.Errorf("the flood opened %d connections, want at least 5,000", f.Opened)
+	}
+	switch {
+	case kind == probe.Unread:
+		url := "http://" + containerAddr(t, id) + "/whoami"
+		if err := probe.Until(t.Context(), 10*time.Second, "an answer after the flood", func(ctx context.Context) (bool, error) {
+			_, code, err := probe.Get(ctx, http.DefaultClient, url)
+			return code == 200, err
+		}); err != nil {
+			t.Error(err)
+		}
+	case failed > 0 || total == 0:
+		t.Errorf("%d of %d ordinary requests failed: %v", failed, total, l.Errors())
+	case l.Slowest() > time.Second:
+		t.Errorf("an ordinary request took %v: want each answered within a second", l.Slowest())
+	}
+	logs := logs(t, id)
+	if !strings.Contains(logs, "memory_limit=67108864 memory_limit_from=/sys/fs/cgroup/") || !strings.Contains(logs, "go_memory_limit=46976204 go_memory_limit_from=memory_limit") {
+		t.Errorf("the startup line does not give the container's limit, its file, and Go's limit as the runtime has it:\n%.2000s", logs)
+	}
+	if strings.Count(logs, "at the connection limit") == 0 {
+		t.Error("no warning about the connection limit in the logs")
+	}
 }
 
 func TestDockerStopWithStuckClientsExitsZero(t *testing.T) {

@@ -42,7 +42,22 @@ const (
 	// NextRequest sends one request, reads the answer, then trickles the
 	// next one on the same connection, a header line every 100 ms.
 	NextRequest FloodKind = "next-request"
-	// Mixed gives each kind above to one connection in four.
+	// SlowRead asks for the largest answer there was (a path that is not
+	// clean, with 19,000 "&": ServeMux redirected it with a 114 KB
+	// answer), through a receive buffer of a byte and segments of 88
+	// bytes, and reads what comes a byte every 100 ms.
+	SlowRead FloodKind = "slow-read"
+	// SlowPipelined pipelines three such requests on the same small
+	// buffer, and reads 1 KiB every 80 ms.
+	SlowPipelined FloodKind = "slow-pipelined"
+	// Oversized sends 32 KiB of headers at once (a 431) and reads nothing.
+	Oversized FloodKind = "oversized"
+	// EarlyAnswer sends POST /whoami with a body of 1 MB, a KiB every
+	// 100 ms: the server answers 405 at once, then has a body to drain.
+	EarlyAnswer FloodKind = "early-answer"
+	// Silent connects and sends nothing.
+	Silent FloodKind = "silent"
+	// Mixed gives each kind above to one connection in nine.
 	Mixed FloodKind = "mixed"
 	// Unread pipelines 1,000 requests with a small receive buffer, reads
 	// none of the answers, and waits: the server is stuck writing an
@@ -52,10 +67,11 @@ const (
 )
 
 // FloodKinds are the kinds a flood can be of.
-var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, Mixed, Unread}
+var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Mixed, Unread}
 
-// holders are the kinds of a Mixed flood.
-var holders = []FloodKind{Headers, Idle, Body, NextRequest}
+// holders are the kinds of a Mixed flood: every kind that holds a
+// connection rather than sending requests.
+var holders = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent}
 
 // floodEnv carries addr, n, the deadline and the kind to the flood's own
 // process.
@@ -144,7 +160,7 @@ func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
 		}
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				c, err := (&net.Dialer{Timeout: 5 * time.Second, Control: smallReceiveBuffer(k)}).DialContext(ctx, "tcp", addr)
+				c, err := (&net.Dialer{Timeout: 5 * time.Second, Control: smallBuffers(k)}).DialContext(ctx, "tcp", addr)
 				if err != nil {
 					sleep(ctx, 100*time.Millisecond)
 					continue
@@ -165,16 +181,29 @@ func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
 	return Flooded{Opened: int(opened.Load()), Cut: int(cut.Load())}
 }
 
-// smallReceiveBuffer returns a dialer's Control that gives an Unread
-// connection a small receive buffer, so that a few answers fill it; nil
-// for other kinds.
-func smallReceiveBuffer(k FloodKind) func(network, address string, c syscall.RawConn) error {
-	if k != Unread {
+// smallBuffers returns a dialer's Control that gives a connection of kind
+// k a small receive buffer, so that a few answers fill it: 4 KiB for an
+// Unread connection; for the slow readers, the least the kernel allows
+// (it rounds a byte up to about 2 KiB) and the least segment size, 88
+// bytes, so that the server's answer crawls. nil for other kinds.
+func smallBuffers(k FloodKind) func(network, address string, c syscall.RawConn) error {
+	var rcvbuf, mss int
+	switch k {
+	case Unread:
+		rcvbuf = 4096
+	case SlowRead, SlowPipelined:
+		rcvbuf, mss = 1, 88
+	default:
 		return nil
 	}
 	return func(network, address string, c syscall.RawConn) error {
 		var err error
-		c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			if err == nil && mss > 0 {
+				err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss)
+			}
+		})
 		return err
 	}
 }
@@ -184,6 +213,8 @@ var (
 	get        = "GET /whoami HTTP/1.1\r\nHost: flood\r\n"
 	headerLine = "X-Flood-" + strings.Repeat("a", 1000) + ": b\r\n"
 	pipelined  = strings.Repeat(get+"\r\n", 1000)
+	unclean    = "GET /x/../" + strings.Repeat("&", 19000) + " HTTP/1.1\r\nHost: flood\r\n\r\n"
+	oversized  = get + "X-Flood: " + strings.Repeat("a", 32<<10) + "\r\n\r\n"
 )
 
 // hold does what a connection of kind k does, until the server closes c
@@ -214,23 +245,59 @@ func hold(ctx context.Context, c net.Conn, k FloodKind) {
 			}
 			sleep(ctx, 100*time.Millisecond)
 		}
-	case Unread:
-		// The answers fill the small receive buffer, then the server's
-		// send buffer: the server is stuck writing, the rest unread. Then
-		// wait, reading nothing, until the server closes it: a write of an
-		// empty line (allowed between requests) fails then, where it only
-		// stalls while the connection is open.
-		io.WriteString(c, pipelined)
+	case SlowRead:
+		io.WriteString(c, unclean)
+		readSlowly(ctx, c, 1, 100*time.Millisecond)
+		return
+	case SlowPipelined:
+		io.WriteString(c, unclean+unclean+unclean)
+		readSlowly(ctx, c, 1<<10, 80*time.Millisecond)
+		return
+	case Oversized:
+		io.WriteString(c, oversized)
+		untilClosed(ctx, c)
+		return
+	case EarlyAnswer:
+		io.WriteString(c, "POST /whoami HTTP/1.1\r\nHost: flood\r\nContent-Length: 1048576\r\n\r\n")
+		chunk := strings.Repeat("a", 1<<10)
 		for ctx.Err() == nil {
-			sleep(ctx, time.Second)
-			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			if _, err := io.WriteString(c, "\r\n"); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			if _, err := io.WriteString(c, chunk); err != nil {
 				return
 			}
+			sleep(ctx, 100*time.Millisecond)
 		}
+	case Unread:
+		// The answers fill the small receive buffer, then the server's
+		// send buffer: the server is stuck writing, the rest unread.
+		io.WriteString(c, pipelined)
+		untilClosed(ctx, c)
 		return
 	}
 	io.Copy(io.Discard, r) // until the server closes it
+}
+
+// untilClosed waits, reading nothing, until the server closes c: a write
+// of an empty line (allowed between requests) fails then, where it only
+// stalls while the connection is open.
+func untilClosed(ctx context.Context, c net.Conn) {
+	for ctx.Err() == nil {
+		sleep(ctx, time.Second)
+		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := io.WriteString(c, "\r\n"); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+	}
+}
+
+// readSlowly reads n bytes from c every d until the server closes it.
+func readSlowly(ctx context.Context, c net.Conn, n int, d time.Duration) {
+	b := make([]byte, n)
+	for ctx.Err() == nil {
+		if _, err := c.Read(b); err != nil {
+			return
+		}
+		sleep(ctx, d)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
