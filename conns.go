@@ -119,14 +119,35 @@ type conn struct {
 	state atomic.Int64 // since<<whatBits | what
 	index int          // in l.conns, -1 once closed or cut; guarded by l.mu
 
-	// The write deadline the server asked for, and the one set on the
-	// socket. Only the connection's own goroutine writes and sets it.
-	wantWrite, setWrite time.Time
+	// The deadlines the server asked for, and those set on the socket, as
+	// deadline values (see at): the write ones used by the connection's own
+	// goroutine only, the read ones by net/http's background read too.
+	wantWrite, setWrite deadline
+	wantRead, setRead   atomic.Int64
+}
 
-	// The same for reads, which net/http's background read does in a
-	// goroutine of its own while the server's sets the deadline.
-	readMu            sync.Mutex
-	wantRead, setRead time.Time
+// A deadline is a time on the listener's clock, nanoseconds from its
+// epoch, so that it fits an atomic word and keeps the monotonic clock; 0 is
+// none.
+type deadline = int64
+
+// at returns t as a deadline.
+func (l *limitedListener) at(t time.Time) deadline {
+	if t.IsZero() {
+		return 0
+	}
+	if d := int64(t.Sub(l.epoch)); d != 0 {
+		return d
+	}
+	return 1 // the epoch itself: a nanosecond later will do
+}
+
+// time returns a deadline as a time.
+func (l *limitedListener) time(d deadline) time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return l.epoch.Add(time.Duration(d))
 }
 
 // deadlineSlack is how late a deadline may fire. The server moves the read
@@ -351,15 +372,15 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SetReadDeadline records the deadline; Read sets it on the socket. One in
-// the past, which must wake a read in progress, is set at once.
+// SetReadDeadline records the deadline; Read sets it on the socket. One
+// set before the listener started, which is how net/http ends its
+// background read (time.Unix(1, 0)), is set at once: a read in progress
+// must see it.
 func (c *conn) SetReadDeadline(t time.Time) error {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	c.wantRead = t
-	// The clock is read only for a deadline earlier than the socket's.
-	if !t.IsZero() && (c.setRead.IsZero() || t.Before(c.setRead)) && t.Before(time.Now()) {
-		c.setRead = t
+	d := c.l.at(t)
+	c.wantRead.Store(d)
+	if d < 0 {
+		c.setRead.Store(d)
 		return c.Conn.SetReadDeadline(t)
 	}
 	return nil
@@ -367,49 +388,67 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline records the deadline; Write sets it on the socket.
 func (c *conn) SetWriteDeadline(t time.Time) error {
-	c.wantWrite = t
+	c.wantWrite = c.l.at(t)
 	return nil
 }
 
 // SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline
 // do.
 func (c *conn) SetDeadline(t time.Time) error {
-	c.wantWrite = t
+	c.SetWriteDeadline(t)
 	return c.SetReadDeadline(t)
 }
 
 // applyReadDeadline sets the read deadline asked for on the socket, unless
-// the one there fires at most deadlineSlack after it.
+// the one there fires at most deadlineSlack after it. The server may ask
+// for another meanwhile, from its own goroutine, to end this read: it sets
+// that one itself, and this one sets it again if it came last.
 func (c *conn) applyReadDeadline() error {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	t, err := lazyDeadline(c.wantRead, c.setRead, c.Conn.SetReadDeadline)
-	c.setRead = t
-	return err
+	for {
+		want := c.wantRead.Load()
+		set, ok := lazy(want, c.setRead.Load())
+		if ok {
+			return nil
+		}
+		if err := c.Conn.SetReadDeadline(c.l.time(set)); err != nil {
+			return err
+		}
+		c.setRead.Store(set)
+		if c.wantRead.Load() == want {
+			return nil
+		}
+	}
 }
 
-// applyWriteDeadline is applyReadDeadline for writes.
+// applyWriteDeadline is applyReadDeadline for writes, which only the
+// connection's goroutine makes.
 func (c *conn) applyWriteDeadline() error {
-	t, err := lazyDeadline(c.wantWrite, c.setWrite, c.Conn.SetWriteDeadline)
-	c.setWrite = t
-	return err
+	set, ok := lazy(c.wantWrite, c.setWrite)
+	if ok {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(c.l.time(set)); err != nil {
+		return err
+	}
+	c.setWrite = set
+	return nil
 }
 
-// lazyDeadline returns the deadline to have on the socket for want, given
-// the one there (set): set itself if it fires no earlier and at most
-// deadlineSlack later; else want plus the slack, which it sets with
-// setDeadline.
-func lazyDeadline(want, set time.Time, setDeadline func(time.Time) error) (time.Time, error) {
-	if want.IsZero() == set.IsZero() && !set.Before(want) && set.Sub(want) <= deadlineSlack {
-		return set, nil
+// lazy returns whether the deadline set on the socket will do for the one
+// wanted: none for none, else one that fires no earlier and at most
+// deadlineSlack later. If not, it returns the one to set: the one wanted,
+// deadlineSlack later.
+func lazy(want, set deadline) (deadline, bool) {
+	switch {
+	case want == 0:
+		return 0, set == 0
+	case set != 0 && set >= want && set-want <= int64(deadlineSlack):
+		return set, true
+	case want < 0:
+		return want, false // in the past: no later
+	default:
+		return want + int64(deadlineSlack), false
 	}
-	if !want.IsZero() {
-		want = want.Add(deadlineSlack)
-	}
-	if err := setDeadline(want); err != nil {
-		return set, err
-	}
-	return want, nil
 }
 
 // Write sets the write deadline asked for on the socket first.

@@ -131,6 +131,23 @@ func TestServerLimits(t *testing.T) {
 	}
 }
 
+func TestTheHostnameIsLookedUpOnce(t *testing.T) {
+	calls := 0
+	lookup := hostnameOnce(func() (string, error) { calls++; return fmt.Sprint("web-", calls), nil })
+	for range 3 {
+		if name, err := lookup(); name != "web-1" || err != nil {
+			t.Errorf("got %q, %v; want web-1, the first answer", name, err)
+		}
+	}
+	failing := hostnameOnce(func() (string, error) { return "", errors.New("uname: no such thing") })
+	if _, err := failing(); err == nil {
+		t.Error("a failed lookup answers no error")
+	}
+	if calls != 1 {
+		t.Errorf("looked up %d times, want once", calls)
+	}
+}
+
 func TestWhoamiAnswersUnknownWhenHostnameFails(t *testing.T) {
 	var logs syncBuffer
 	failing := func() (string, error) { return "", errors.New("uname: no such thing") }
@@ -1026,7 +1043,7 @@ func BenchmarkServe(b *testing.B) {
 		return &http.Server{Handler: mux}, ln
 	}
 	whoami := func(ln net.Listener) (*http.Server, net.Listener) {
-		return newCappedServer(ln, defaultMaxConns, newHandler(os.Hostname, discardLogger()), discardLogger())
+		return newCappedServer(ln, defaultMaxConns, newHandler(hostnameOnce(os.Hostname), discardLogger()), discardLogger())
 	}
 	for _, server := range []struct {
 		name string
