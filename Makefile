@@ -50,11 +50,11 @@ test: lint docker-ready ## Run the linters and every test: unit, container (e2e)
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
-fuzz: ## Fuzz the request path through the handler for FUZZTIME (default 15s)
+fuzz: ## Fuzz the real server with raw requests for FUZZTIME (default 15s): every answer bounded
 	$(GO) test -run '^$$' -fuzz FuzzWhoami -fuzztime $(FUZZTIME) .
 
 .PHONY: mutate
-mutate: ## Mutation testing of http.go and conns.go (gremlins, then the reviews' one-line mutants): every mutant must be killed
+mutate: ## Mutation testing of http.go, conns.go and memory.go (gremlins, then the reviews' one-line mutants): every mutant must be killed
 	@scripts/mutate.sh
 
 .PHONY: test-unit

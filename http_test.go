@@ -111,6 +111,15 @@ func TestServerLimits(t *testing.T) {
 		{"MaxHeaderBytes", srv.MaxHeaderBytes, 16 << 10},
 		{"shutdownTimeout", shutdownTimeout, 5 * time.Second},
 		{"healthcheckTimeout", healthcheckTimeout, 2 * time.Second},
+		{"maxRequestLine", maxRequestLine, 8 << 10},
+		{"maxAnswer", maxAnswer, 512},
+		{"maxHostname", maxHostname, 255},
+		// The cap's (conns.go), as docs/reliability.md gives them.
+		{"unfinishedGrace", unfinishedGrace, 100 * time.Millisecond},
+		{"maxAdmitWait", maxAdmitWait, 2 * time.Second},
+		{"admitPoll", admitPoll, time.Millisecond},
+		{"maxWaiting", maxWaiting, 64},
+		{"deadlineSlack", deadlineSlack, time.Second},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
@@ -149,17 +158,26 @@ func TestTheHostnameIsLookedUpOnce(t *testing.T) {
 }
 
 func TestWhoamiAnswersUnknownWhenHostnameFails(t *testing.T) {
-	var logs syncBuffer
-	failing := func() (string, error) { return "", errors.New("uname: no such thing") }
-	srv := httptest.NewServer(newHandler(failing, slog.New(slog.NewTextHandler(&logs, nil))))
-	defer srv.Close()
-
-	resp, body := do(t, mustRequest(t, "GET", srv.URL+"/whoami"))
-	if resp.StatusCode != 200 || body != "unknown\n" {
-		t.Errorf("got %d %q, want 200 %q", resp.StatusCode, body, "unknown\n")
-	}
-	if !strings.Contains(logs.String(), "uname: no such thing") {
-		t.Errorf("the log does not say why: %q", logs.String())
+	for _, tt := range []struct {
+		name   string
+		lookup func() (string, error)
+		why    string
+	}{
+		{"the lookup fails", func() (string, error) { return "", errors.New("uname: no such thing") }, "uname: no such thing"},
+		{"a name longer than any host's", func() (string, error) { return strings.Repeat("w", maxHostname+1), nil }, "hostname longer than 255 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			srv := httptest.NewServer(newHandler(tt.lookup, slog.New(slog.NewTextHandler(&logs, nil))))
+			defer srv.Close()
+			resp, body := do(t, mustRequest(t, "GET", srv.URL+"/whoami"))
+			if resp.StatusCode != 200 || body != "unknown\n" {
+				t.Errorf("got %d %q, want 200 %q", resp.StatusCode, body, "unknown\n")
+			}
+			if !strings.Contains(logs.String(), tt.why) {
+				t.Errorf("the log does not say why (%s): %q", tt.why, logs.String())
+			}
+		})
 	}
 }
 

@@ -7,9 +7,13 @@
 #  2. The one-line changes that reviews found the tests let through (the
 #     server's limits, its error log, the healthcheck's bounds and
 #     strictness, main's exit status and streams, the signals, the shutdown
-#     past its grace, the cap on connections), and every statement and
-#     state change of conns.go (each case of the state hook, each field
-#     assignment, each counter): each must make `go test` fail.
+#     past its grace, the cap on connections), every statement and state
+#     change of conns.go (each case of the state hook, each field
+#     assignment, each counter), and what gremlins cannot reach: the
+#     documented values, the cases of switch statements (its coverage maps
+#     them to no block), the answers' bounds, the admission wait, the
+#     deadlines, the races, the open-file limit, the cgroup reading and Go's
+#     limit: each must make `go test` fail.
 # Usage: scripts/mutate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,12 +82,12 @@ the cap from a smaller connection|http.go|s/connMemory      = 48 << 10/connMemor
 GOMEMLIMIT ignored|http.go|s/if getenv("GOMEMLIMIT") != "" {/if false {/
 Go's share the whole limit|http.go|s/goMemoryShare   = 0.7 /goMemoryShare   = 1.0 /
 -max-conns 0 accepted|http.go|s/case flagMax != nil \&\& \*flagMax < 1:/case false:/
-cgroup v1 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup\/memory", "memory.limit_in_bytes", p/_ = p/
-cgroup v2 not read|memory.go|s/dir, name, cgroup = "\/sys\/fs\/cgroup", "memory.max", p/_ = p/
+cgroup v1 not read|memory.go|s/v1, found1 = p, true/_ = p/
+cgroup v2 not read|memory.go|s/v2, found2 = p, true/_ = p/
 the last limit on the path, not the smallest|memory.go|s/found \&\& (!ok || n < limit)/found/
-v1's "no limit" taken as a limit|memory.go|s/n > 0 \&\& n < 1<<62/n > 0/
+v1's "no limit" taken as a limit|memory.go|s/n > 0 \&\& n < noLimit/n > 0/
 no cap|conns.go|s/for len(l.conns) >= l.max {/for false {/
-StateIdle leaves it as it was|conns.go|/c.state.Store(c.state.Load()\&^whatMask | idle)/d
+StateIdle leaves it as it was|conns.go|s/!c.state.CompareAndSwap(s, s\&^whatMask|idle)/false/
 a closed connection stays in the set|conns.go|/^\t\t\tl.remove(c)$/d
 a byte of the next request leaves it idle|conns.go|s/c.state.CompareAndSwap(s, c.l.now()|sending)/_ = s/
 the handler does not mark it answered|conns.go|s/if c.state.CompareAndSwap(s, answered) {/if true {/
@@ -92,26 +96,51 @@ the handler done, still answered|conns.go|/^\t\tc.state.Store(l.now() | sending)
 a new connection has no time|conns.go|/^\ttc.state.Store(l.now() | sending)$/d
 a new connection out of the set|conns.go|/^\tl.conns = append(l.conns, tc)$/d
 a cut connection stays in the set|conns.go|/^\t\t\tl.remove(v)$/d
-the victim not closed|conns.go|s/victim.Conn.Close() \/\/ the server/_ = victim \/\/ the server/
-cuts not counted|conns.go|/^\t\tl.cut.Add(1)$/d
+the victim not closed|conns.go|s/^\tv.Conn.Close()$/\t_ = v/
+cuts not counted|conns.go|/^\tl.cut.Add(1)$/d
 refusals not counted|conns.go|/^\t\tl.refused.Add(1)$/d
-a refused connection left open|conns.go|/^\t\tc.Close()$/d
+a refused connection left open|conns.go|/^\t\tw.c.Close()$/d
 a removed connection keeps its index|conns.go|/^\tc.index = -1$/d
 the moved connection keeps its old index|conns.go|s/l.conns\[c.index\], last.index = last, c.index/l.conns[c.index] = last/
 a removed slot still referenced|conns.go|/^\tl.conns\[len(l.conns)-1\] = nil$/d
 the set not shortened|conns.go|/^\tl.conns = l.conns\[:len(l.conns)-1\]$/d
 answered connections are candidates|conns.go|s/\tcase sending:/\tcase sending, answered:/
 idle connections not cut first|conns.go|s/if oldestIdle != nil {/if false {/
-the most recently idle cut first|conns.go|s/since < idleSince/since > idleSince/
-the youngest sender cut first|conns.go|s/since < sendingSince/since > sendingSince/
+the most recently idle cut first|conns.go|s/s < idleState/s > idleState/
+the youngest sender cut first|conns.go|s/s < sendingState/s > sendingState/
 no grace|conns.go|s/; left > 0 {/; false {/
-a new connection at the cap closed at once|conns.go|s/time.Sleep(wait)/break/
+a new connection at the cap closed at once|conns.go|s/if c == nil \&\& time.Now().Add(wait).Before(w.until) {/if false {/
 no log at the cap|conns.go|s/l.logger.Warn(/_ = l.logger.Warn; l.logger.Debug(/
 the log's counts never reset|conns.go|s/l.cut.Swap(0), "refused", l.refused.Swap(0)/l.cut.Load(), "refused", l.refused.Load()/
 the log's clock never advanced|conns.go|s/!l.logged.CompareAndSwap(last, now)/false/
-write deadlines ignored|conns.go|/^\tc.wantWrite = t$/d
-the write deadline never set|conns.go|s/if err := c.Conn.SetWriteDeadline(want); err != nil {/if err := error(nil); err != nil {/
-the write deadline set without slack|conns.go|/^\t\t\twant = want.Add(writeSlack)$/d
-the deadline set forgotten|conns.go|/^\t\tc.setWrite = want$/d
+write deadlines ignored|conns.go|/^\tc.wantWrite = c.l.at(t)$/d
+the write deadline never set|conns.go|s/if err := c.Conn.SetWriteDeadline(c.l.time(set)); err != nil {/if err := error(nil); err != nil {/
+the deadlines set without slack|conns.go|s/return want + int64(deadlineSlack), false/return want, false/
+the deadline set forgotten|conns.go|/^\tc.setWrite = set$/d
+the read deadline never set|conns.go|s/if err := c.Conn.SetReadDeadline(c.l.time(set)); err != nil {/if err := error(nil); err != nil {/
+a deadline in the past set lazily|conns.go|s/\tif d < 0 {/\tif false {/
+io.Copy to a ResponseWriter under no deadline|conns.go|/^func (c \*conn) ReadFrom/,/^}/s/c.applyWriteDeadline()/error(nil)/
+no CloseWrite for net/http|conns.go|s/^func (c \*conn) CloseWrite() error {/func (c *conn) closeWrite() error {/
+the cap cuts the state it sees, not the one it chose|conns.go|s/if v.state.CompareAndSwap(s, cut) {/if v.state.CompareAndSwap(v.state.Load(), cut) {/
+the idle hook stores over a cut|conns.go|s/for s := c.state.Load(); s\&whatMask != cut \&\& /for s := c.state.Load(); /
+a waiting connection never looks again|conns.go|s/return nil, 0, admitPoll \/\/ every one is being answered/return nil, 0, maxAdmitWait \/\/ every one is being answered/
+one connection waits at a time|conns.go|s/maxWaiting   = 64/maxWaiting   = 1/
+out of files, no room made|conns.go|/^\t\t\tl.makeRoom()$/d
+the grace doubled|conns.go|s/unfinishedGrace = 100 \* time.Millisecond/unfinishedGrace = 200 * time.Millisecond/
+the admission wait doubled|conns.go|s/maxAdmitWait = 2 \* time.Second/maxAdmitWait = 4 * time.Second/
+the deadlines' slack doubled|conns.go|s/deadlineSlack = time.Second/deadlineSlack = 2 * time.Second/
+no 414|http.go|s/case len(r.Method)+len(r.RequestURI)+len(r.Proto)+2 > maxRequestLine:/case false:/
+a hostname of any length|http.go|s/if err == nil \&\& len(name) > maxHostname {/if false {/
+answers of up to 64 KiB allowed|http.go|s/const maxAnswer = 512/const maxAnswer = 65536/
+the cap ignores the open-file limit|http.go|s/if n := maxConnsForFiles(files); lim.maxConns > n {/if n := maxConnsForFiles(files); false \&\& lim.maxConns > n {/
+no files kept for the rest|http.go|s/-fileReserve-maxWaiting, 1))/-maxWaiting, 1))/
+GOMEMLIMIT=off sized by default|http.go|s/case lim.goMemory == math.MaxInt64 \&\& share == math.MaxInt64:/case lim.goMemory == math.MaxInt64:/
+Go's share 80%|http.go|s/goMemoryShare   = 0.7 /goMemoryShare   = 0.8 /
+Go's limit not set from the cgroup|http.go|s/^\t\tdebug.SetMemoryLimit(lim.goMemory)$/\t\t_ = lim.goMemory/
+the hostname looked up each time|http.go|s/return func() (string, error) { return name, err }/return lookup/
+a 32-bit kernel's "no limit" taken as a limit|memory.go|s/const noLimit = math.MaxInt32 \* 4096/const noLimit = 1 << 62/
+mountinfo's mount point ignored|memory.go|s/return unescape(f\[4\]), dir/return "\/sys\/fs\/cgroup\/memory", dir/
+the mount's top ignored|memory.go|s/top, dir := unescape(f\[3\]), "\/"/top, dir := "\/", "\/"/
+a controller mounted with others missed|memory.go|s/slices.Contains(strings.Split(options, ","), "memory")/options == "rw,memory"/
 MUTANTS
 exit "$lived"
