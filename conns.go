@@ -19,7 +19,10 @@ import (
 // The invariant: a connection holds a slot past unfinishedGrace only while
 // the server itself works on it (its handler runs), never while the server
 // waits on the client: for a request, its headers or its body, for the
-// client to read an answer, or for a next request. No handler waits on the
+// client to read an answer, or for a next request. The grace is not a
+// request's but the connection's: the time the server has waited on it in
+// its recent requests adds up, so that a client cannot renew it by
+// starting a new request before each one runs out. No handler waits on the
 // client either: every answer is at most maxAnswer bytes (http.go), which
 // net/http keeps in its buffer until the handler has returned, and writes
 // to the socket only then, when the connection is a candidate again.
@@ -30,12 +33,14 @@ import (
 //  2. At the cap, the idle connection (keep-alive, not a byte of its next
 //     request received) whose last answer went out longest ago is closed to
 //     make room.
-//  3. Else, the connection that has spent longest outside a handler is
-//     closed, once that is longer than unfinishedGrace: one sending a
-//     request (its headers, or its next request on a kept-alive
-//     connection, counted from its first byte), or, its handler done, one
-//     sending a body nobody reads or not reading its answer. An ordinary
-//     client is quicker than the grace.
+//  3. Else, of the connections outside a handler, the one the server has
+//     waited on longest is closed, once that is longer than
+//     unfinishedGrace: the time spent sending a request (its headers, or
+//     its next request on a kept-alive connection, counted from its first
+//     byte), or, its handler done, a body nobody reads or an answer the
+//     client does not read; the current stretch, and the earlier ones,
+//     halved for every waitHalfLife since. An ordinary client takes
+//     microseconds of the server's waiting a request.
 //  4. A connection whose handler is running is never closed. Else the new
 //     connection waits, for maxAdmitWait at most from when it was
 //     accepted, until a grace ends or a handler returns; then it is
@@ -48,9 +53,10 @@ import (
 // the ones to go, not new clients.
 //
 // So a client can hold a slot only while its own request is being
-// answered, which takes microseconds. nginx does much the same when it runs
-// out of worker connections: it closes idle keep-alive connections, and
-// drops the new one when there is none.
+// answered, which takes microseconds, or for a grace it cannot renew.
+// nginx does much the same when it runs out of worker connections: it
+// closes idle keep-alive connections, and drops the new one when there is
+// none.
 //
 // A connection's state is its own atomic word, changed on every request
 // without a lock, and only from the state its changer saw (compare and
@@ -65,6 +71,8 @@ type limitedListener struct {
 	mu    sync.Mutex
 	conns []*conn // in no order; each knows its index
 
+	closed atomic.Bool // Close was called
+
 	// Accepted connections waiting for room, the first come first; and
 	// whether the listener has a deadline for them. Only Accept uses them.
 	waiting  []waiter
@@ -74,12 +82,17 @@ type limitedListener struct {
 	logged                atomic.Int64 // when the last line was logged (UnixNano)
 }
 
-// unfinishedGrace is how long a connection may spend outside a handler in
-// the middle of a request before the cap may cut it. An ordinary client
-// sends its request as it connects; the grace also bounds how fast new
-// connections get in past stalled ones (cap / grace a second), which is
-// why it is short: see docs/reliability.md.
-const unfinishedGrace = 100 * time.Millisecond
+// unfinishedGrace is how long the server may wait on a connection, outside
+// a handler, before the cap may cut it. An ordinary client sends its
+// request as it connects; the grace also bounds how fast new connections
+// get in past stalled ones (cap / grace a second), which is why it is
+// short: see docs/reliability.md. What it waited in earlier requests is
+// halved every waitHalfLife, so that a long-lived client is judged by its
+// recent pace.
+const (
+	unfinishedGrace = 100 * time.Millisecond
+	waitHalfLife    = time.Second
+)
 
 // maxAdmitWait bounds how long a new connection waits for room at the cap,
 // from when it is accepted; admitPoll is how often it looks again.
@@ -118,6 +131,12 @@ type conn struct {
 	l     *limitedListener
 	state atomic.Int64 // since<<whatBits | what
 	index int          // in l.conns, -1 once closed or cut; guarded by l.mu
+
+	// How long the server waited on the client in the stretches of sending
+	// that have ended (nanoseconds), halved for every waitHalfLife since
+	// updated (the listener's clock, when the last one ended). Only the
+	// connection's own goroutine writes them.
+	waited, updated atomic.Int64
 
 	// The deadlines the server asked for, and those set on the socket, as
 	// deadline values (see at): the write ones used by the connection's own
@@ -165,12 +184,39 @@ func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedL
 	return &limitedListener{Listener: ln, max: max, logger: logger, epoch: time.Now()}
 }
 
-// now is the time on the listener's clock, shifted to make room for what.
-func (l *limitedListener) now() int64 { return int64(time.Since(l.epoch)) << whatBits }
+// clock is the time on the listener's clock, in nanoseconds since its
+// epoch; now is the same shifted to make room for a state's what.
+func (l *limitedListener) clock() int64 { return int64(time.Since(l.epoch)) }
+func (l *limitedListener) now() int64   { return l.clock() << whatBits }
+
+// endStretch adds to what the server waited on c a stretch of sending from
+// since to now (the listener's clock, nanoseconds).
+func (c *conn) endStretch(since, now int64) {
+	c.waited.Store(halved(c.waited.Load(), now-c.updated.Load()) + now - since)
+	c.updated.Store(now)
+}
+
+// waitedBy returns how long the server has waited on c by now, c sending
+// since since: the current stretch, and the earlier ones.
+func (c *conn) waitedBy(now, since int64) int64 {
+	return halved(c.waited.Load(), now-c.updated.Load()) + now - since
+}
+
+// halved returns waited halved for every waitHalfLife in elapsed.
+func halved(waited, elapsed int64) int64 {
+	return waited >> min(elapsed/int64(waitHalfLife), 62)
+}
 
 // Accept returns the next connection let in by the policy.
 func (l *limitedListener) Accept() (net.Conn, error) {
 	for {
+		if l.closed.Load() {
+			for _, w := range l.waiting {
+				w.c.Close()
+			}
+			l.waiting = nil
+			return nil, net.ErrClosed
+		}
 		c, wait := l.admitWaiting()
 		if c != nil {
 			return c, nil
@@ -187,8 +233,11 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			// Time to look at the waiting ones again.
 		case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
 			l.noFiles.Add(1)
-			l.makeRoom()
-			time.Sleep(admitPoll) // for the victim's file to be closed, or for a slot
+			if l.makeRoom() {
+				time.Sleep(admitPoll) // for the victim's file to be closed
+			} else {
+				time.Sleep(unfinishedGrace / 10) // for a connection to close, or to be cut
+			}
 		default:
 			for _, w := range l.waiting {
 				w.c.Close()
@@ -258,12 +307,20 @@ func (l *limitedListener) admit(c net.Conn) (*conn, time.Duration) {
 }
 
 // makeRoom cuts a connection as the policy says, if one may be cut, to
-// free its file.
-func (l *limitedListener) makeRoom() {
+// free its file, and reports whether it did.
+func (l *limitedListener) makeRoom() bool {
 	l.mu.Lock()
 	v, _ := l.cutOne()
 	l.mu.Unlock()
 	l.closeVictim(v)
+	return v != nil
+}
+
+// Close closes the listener: Accept returns, and closes the connections
+// still waiting for room.
+func (l *limitedListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
 }
 
 // cutOne cuts the connection the policy chooses (rules 2 and 3): its state
@@ -300,8 +357,9 @@ func (l *limitedListener) closeVictim(v *conn) {
 // chosen in, or nil and how long until there may be one (rule 4). l.mu is
 // held.
 func (l *limitedListener) victim() (*conn, int64, time.Duration) {
-	var oldestIdle, oldestSending *conn
-	var idleState, sendingState int64
+	now := l.clock()
+	var oldestIdle, mostWaited *conn
+	var idleState, sendingState, waited int64
 	for _, c := range l.conns {
 		s := c.state.Load()
 		switch s & whatMask {
@@ -310,21 +368,21 @@ func (l *limitedListener) victim() (*conn, int64, time.Duration) {
 				oldestIdle, idleState = c, s
 			}
 		case sending:
-			if oldestSending == nil || s < sendingState {
-				oldestSending, sendingState = c, s
+			if w := c.waitedBy(now, s>>whatBits); mostWaited == nil || w > waited {
+				mostWaited, sendingState, waited = c, s, w
 			}
 		}
 	}
 	if oldestIdle != nil {
 		return oldestIdle, idleState, 0
 	}
-	if oldestSending == nil {
+	if mostWaited == nil {
 		return nil, 0, admitPoll // every one is being answered: that takes microseconds
 	}
-	if left := unfinishedGrace - time.Duration((l.now()-sendingState)>>whatBits); left > 0 {
+	if left := unfinishedGrace - time.Duration(waited); left > 0 {
 		return nil, 0, min(left, admitPoll) // one may become idle or close meanwhile
 	}
-	return oldestSending, sendingState, 0
+	return mostWaited, sendingState, 0
 }
 
 // remove takes c out of the set. l.mu is held.
@@ -489,8 +547,16 @@ func (l *limitedListener) track(nc net.Conn, state http.ConnState) {
 	c := nc.(*conn) // what Accept returned
 	switch state {
 	case http.StateIdle:
-		// Idle since the handler returned: the answer went out just after.
-		for s := c.state.Load(); s&whatMask != cut && !c.state.CompareAndSwap(s, s&^whatMask|idle); s = c.state.Load() {
+		// What is left of the request (an answer to write, a body to
+		// drain) was waiting on the client too.
+		now := l.clock()
+		for s := c.state.Load(); s&whatMask != cut; s = c.state.Load() {
+			if c.state.CompareAndSwap(s, now<<whatBits|idle) {
+				if s&whatMask == sending {
+					c.endStretch(s>>whatBits, now)
+				}
+				break
+			}
 		}
 	case http.StateClosed, http.StateHijacked:
 		l.mu.Lock()
@@ -506,16 +572,21 @@ type connKey struct{}
 
 // answering wraps the server's handler: while it runs, its connection
 // cannot be cut; once it returns, what is left (a body to drain, an answer
-// the client does not read) has the grace, like a request being sent.
+// the client does not read) is waiting on the client again.
 func (l *limitedListener) answering(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := r.Context().Value(connKey{}).(*conn) // connContext put it there
 		for {
 			s := c.state.Load()
 			if s&whatMask == cut {
-				return // the cap closed it a moment ago: nobody to answer
+				// The cap closed it a moment ago: nobody to answer. Abort,
+				// or net/http would write an empty 200 in its stead.
+				panic(http.ErrAbortHandler)
 			}
 			if c.state.CompareAndSwap(s, answered) {
+				if s&whatMask == sending {
+					c.endStretch(s>>whatBits, l.clock())
+				}
 				break
 			}
 		}

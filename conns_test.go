@@ -92,9 +92,10 @@ func send(t *testing.T, addr, start string) net.Conn {
 	return c
 }
 
-// closedByServer reports whether the server has closed c: a read ends
-// with EOF or a reset within 4 s instead of waiting. (The server's own
-// time-outs would close it later: 5 s for headers, 10 s for a request.)
+// closedByServer reports whether the server has closed c: reading what it
+// sent ends with EOF or a reset within 4 s instead of waiting. (The
+// server's own time-outs would close it later: 5 s for headers, 10 s for
+// a request.)
 func closedByServer(c net.Conn) bool { return closedWithin(c, 4*time.Second) }
 
 // stillOpen reports whether c stays open for half a second.
@@ -102,8 +103,8 @@ func stillOpen(c net.Conn) bool { return !closedWithin(c, 500*time.Millisecond) 
 
 func closedWithin(c net.Conn, d time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(d))
-	_, err := c.Read(make([]byte, 1))
-	return err != nil && !isTimeout(err)
+	_, err := io.Copy(io.Discard, c)
+	return !isTimeout(err)
 }
 
 func TestAtTheCapTheIdleConnectionUsedLongestAgoMakesRoom(t *testing.T) {
@@ -463,24 +464,32 @@ func TestTheCountOfOpenConnectionsReturnsToZero(t *testing.T) {
 func TestAHandlerDoesNotStartOnAConnectionTheCapCut(t *testing.T) {
 	// The cap cuts a connection that is not yet in its handler; if the
 	// server has read its request meanwhile, the handler must not start:
-	// it would be a request being answered on a closed connection.
+	// it would be a request being answered on a closed connection. It
+	// aborts instead, so that net/http writes nothing either (an empty 200
+	// would be a wrong answer).
 	l := newLimitedListener(nil, 1, discardLogger())
 	ran := false
 	h := l.answering(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true }))
 	for _, tt := range []struct {
-		state   int64
-		wantRan bool
-	}{{cut, false}, {l.now() | sending, true}} {
+		state     int64
+		wantRan   bool
+		wantPanic any
+	}{{cut, false, http.ErrAbortHandler}, {l.now() | sending, true, nil}} {
 		ran = false
 		c := &conn{l: l}
 		c.state.Store(tt.state)
 		r := httptest.NewRequest("GET", "/whoami", nil)
-		h.ServeHTTP(httptest.NewRecorder(), r.WithContext(connContext(r.Context(), c)))
-		if ran != tt.wantRan {
-			t.Errorf("state %d: the handler ran: %v, want %v", tt.state&whatMask, ran, tt.wantRan)
+		w := httptest.NewRecorder()
+		panicked := func() (v any) {
+			defer func() { v = recover() }()
+			h.ServeHTTP(w, r.WithContext(connContext(r.Context(), c)))
+			return nil
+		}()
+		if ran != tt.wantRan || panicked != tt.wantPanic || w.Body.Len() > 0 && !tt.wantRan {
+			t.Errorf("state %d: the handler ran: %v, panicked with %v, wrote %q; want ran %v, panic %v, nothing written", tt.state&whatMask, ran, panicked, w.Body, tt.wantRan, tt.wantPanic)
 		}
 		if tt.wantRan && c.state.Load()&whatMask != sending {
-			t.Errorf("after the handler, state %d: want sending (what is left has the grace)", c.state.Load()&whatMask)
+			t.Errorf("after the handler, state %d: want sending (what is left waits on the client)", c.state.Load()&whatMask)
 		}
 	}
 }
@@ -1030,5 +1039,141 @@ func TestOutOfFilesTheIdleConnectionUsedLongestAgoMakesRoom(t *testing.T) {
 	}
 	if line := logs.String(); !strings.Contains(line, "cut=1 refused=0 out_of_files=1") {
 		t.Errorf("log %q: want cut=1 refused=0 out_of_files=1", line)
+	}
+}
+
+func TestAClientCannotRenewItsGraceRequestAfterRequest(t *testing.T) {
+	// One kept-alive connection holds the only slot: each of its requests
+	// has its headers trickled for 60 ms, within the grace, and the next
+	// begins as soon as the answer is read. The server waits on it nearly
+	// all the time: what it waited adds up over its requests, and the cap
+	// cuts it for the ordinary clients.
+	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "1"}, nil, os.Hostname)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	renewing := make(chan int, 1)
+	go func() {
+		r := bufio.NewReader(c)
+		n := 0
+		for ; ; n++ {
+			if _, err := io.WriteString(c, "GET /whoami HTTP/1.1\r\nHost: x\r\n"); err != nil {
+				break
+			}
+			time.Sleep(60 * time.Millisecond)
+			if _, err := io.WriteString(c, "X-Slow: a\r\n\r\n"); err != nil {
+				break
+			}
+			if err := readAnswer(c, r); err != nil {
+				break
+			}
+		}
+		renewing <- n
+	}()
+	time.Sleep(3 * unfinishedGrace) // it has renewed a few times
+	if errs := ordinary(p, 10); len(errs) > 0 {
+		t.Errorf("%d of 10 ordinary requests failed beside a client renewing its requests: %v", len(errs), errs)
+	}
+	t.Logf("the renewing client made %d requests before it was cut", receive(t, renewing, "the renewing client to be cut"))
+}
+
+func TestARequestWithABodyIsAnsweredAtOnceThenClosed(t *testing.T) {
+	// No route reads a body: the answer must not wait for one the client
+	// sends slowly, or not at all (net/http would wait to drain it first,
+	// until its time-outs had passed, and the answer was lost).
+	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	for _, tt := range []struct {
+		name, request string
+		want          int
+	}{
+		{"a POST, 10 KB of 100 KB sent", "POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("b", 10<<10), 405},
+		{"a chunked POST, one chunk sent", "POST /whoami HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + strings.Repeat("b", 1<<10) + "\r\n", 405},
+		{"a GET with a body not sent", "GET /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := send(t, p.addr, tt.request) // and nothing more: the body stalls
+			// Well before the read time-out, after which it came too late.
+			c.SetReadDeadline(time.Now().Add(readTimeout / 2))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body stalled: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || !resp.Close {
+				t.Errorf("status %d, Connection: close %v; want %d, and the connection closed after it", resp.StatusCode, resp.Close, tt.want)
+			}
+		})
+	}
+}
+
+func TestClosingTheListenerEndsAcceptAndClosesTheWaiting(t *testing.T) {
+	// The one slot is being answered, and the list of waiting connections
+	// is full: closing the listener (what Shutdown does) ends Accept at
+	// once, and closes them, rather than wait for their time to run out.
+	hostname, inside, _, releaseAll := blockedHandlers()
+	defer releaseAll()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ln := newCappedServer(tcp, 1, newHandler(hostname, discardLogger()), discardLogger())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer srv.Close()
+	go answeredIn(tcp.Addr().String(), make(chan error, 1))
+	receive(t, inside, "a request to reach the handler")
+	var waiting []net.Conn
+	for range maxWaiting {
+		c, err := net.Dial("tcp", tcp.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waiting = append(waiting, c)
+	}
+	time.Sleep(100 * time.Millisecond) // all accepted: the list is full
+	t0 := time.Now()
+	ln.Close()
+	receive(t, served, "Serve to return")
+	if took := time.Since(t0); took >= maxAdmitWait/4 {
+		t.Errorf("Serve returned %v after the listener closed: want at once, not after the waits", took)
+	}
+	for _, c := range waiting {
+		if !closedWithin(c, maxAdmitWait/2) {
+			t.Fatal("a waiting connection is still open after the listener closed")
+		}
+	}
+}
+
+func TestTheCapCutsTheConnectionWaitedOnLongest(t *testing.T) {
+	// Three connections sending a request, at the cap: what the server
+	// waited on each is its current stretch and the earlier ones, halved
+	// for every waitHalfLife since they ended.
+	l := newLimitedListener(nil, 3, discardLogger())
+	now := l.clock()
+	ms := int64(time.Millisecond)
+	for i, tt := range []struct{ stretch, earlier, endedAgo int64 }{
+		{50 * ms, 80 * ms, 0},                        // 130 ms: the one
+		{120 * ms, 0, 0},                             // 120 ms
+		{10 * ms, 400 * ms, 3 * int64(waitHalfLife)}, // 10 + 400/8 = 60 ms
+	} {
+		c := &conn{Conn: byteConn{}, l: l, index: i}
+		c.state.Store((now-tt.stretch)<<whatBits | sending)
+		c.waited.Store(tt.earlier)
+		c.updated.Store(now - tt.endedAgo)
+		l.conns = append(l.conns, c)
+	}
+	if v, _, _ := l.victim(); v != l.conns[0] {
+		t.Errorf("the cap chose connection %d, want 0: waited on 130 ms, against 120 and 60", v.index)
+	}
+	// None over the grace: none yet, and a wait until the first may be.
+	for _, c := range l.conns {
+		c.state.Store(now<<whatBits | sending)
+		c.waited.Store(0)
+	}
+	if v, _, wait := l.victim(); v != nil || wait <= 0 {
+		t.Errorf("with none waited on over the grace: %v, wait %v; want none, and a wait", v, wait)
 	}
 }

@@ -338,6 +338,13 @@ func newCappedServer(ln net.Listener, maxConns int, h http.Handler, logger *slog
 func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handler {
 	whoami := handleWhoami(hostname, logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// No route reads a body: answer at once, then close, rather
+			// than wait for the body to arrive and drain it (net/http drains
+			// one of up to 256 KiB before it answers, and a client that
+			// sends it slowly would hold the answer, and the connection).
+			w.Header()["Connection"] = closeConn
+		}
 		switch {
 		case len(r.Method)+len(r.RequestURI)+len(r.Proto)+2 > maxRequestLine:
 			fail(w, http.StatusRequestURITooLong)
@@ -363,6 +370,7 @@ var (
 	noStore   = []string{"no-store"}
 	noSniff   = []string{"nosniff"}
 	allowed   = []string{"GET, HEAD"}
+	closeConn = []string{"close"}
 )
 
 // handleWhoami answers with the hostname and a newline, or "unknown" if the

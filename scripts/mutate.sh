@@ -87,11 +87,11 @@ cgroup v2 not read|memory.go|s/v2, found2 = p, true/_ = p/
 the last limit on the path, not the smallest|memory.go|s/found \&\& (!ok || n < limit)/found/
 v1's "no limit" taken as a limit|memory.go|s/n > 0 \&\& n < noLimit/n > 0/
 no cap|conns.go|s/for len(l.conns) >= l.max {/for false {/
-StateIdle leaves it as it was|conns.go|s/!c.state.CompareAndSwap(s, s\&^whatMask|idle)/false/
+StateIdle leaves it as it was|conns.go|s/c.state.CompareAndSwap(s, now<<whatBits|idle)/c.state.CompareAndSwap(s, s)/
 a closed connection stays in the set|conns.go|/^\t\t\tl.remove(c)$/d
 a byte of the next request leaves it idle|conns.go|s/c.state.CompareAndSwap(s, c.l.now()|sending)/_ = s/
 the handler does not mark it answered|conns.go|s/if c.state.CompareAndSwap(s, answered) {/if true {/
-a handler starts on a cut connection|conns.go|s/return \/\/ the cap closed it a moment ago: nobody to answer/break/
+a handler starts on a cut connection|conns.go|s/panic(http.ErrAbortHandler)/break/
 the handler done, still answered|conns.go|/^\t\tc.state.Store(l.now() | sending)$/d
 a new connection has no time|conns.go|/^\ttc.state.Store(l.now() | sending)$/d
 a new connection out of the set|conns.go|/^\tl.conns = append(l.conns, tc)$/d
@@ -107,7 +107,7 @@ the set not shortened|conns.go|/^\tl.conns = l.conns\[:len(l.conns)-1\]$/d
 answered connections are candidates|conns.go|s/\tcase sending:/\tcase sending, answered:/
 idle connections not cut first|conns.go|s/if oldestIdle != nil {/if false {/
 the most recently idle cut first|conns.go|s/s < idleState/s > idleState/
-the youngest sender cut first|conns.go|s/s < sendingState/s > sendingState/
+the sender waited on least cut first|conns.go|s/mostWaited == nil || w > waited {/mostWaited == nil || w < waited {/
 no grace|conns.go|s/; left > 0 {/; false {/
 a new connection at the cap closed at once|conns.go|s/if c == nil \&\& time.Now().Add(wait).Before(w.until) {/if false {/
 no log at the cap|conns.go|s/l.logger.Warn(/_ = l.logger.Warn; l.logger.Debug(/
@@ -122,10 +122,10 @@ a deadline in the past set lazily|conns.go|s/\tif d < 0 {/\tif false {/
 io.Copy to a ResponseWriter under no deadline|conns.go|/^func (c \*conn) ReadFrom/,/^}/s/c.applyWriteDeadline()/error(nil)/
 no CloseWrite for net/http|conns.go|s/^func (c \*conn) CloseWrite() error {/func (c *conn) closeWrite() error {/
 the cap cuts the state it sees, not the one it chose|conns.go|s/if v.state.CompareAndSwap(s, cut) {/if v.state.CompareAndSwap(v.state.Load(), cut) {/
-the idle hook stores over a cut|conns.go|s/for s := c.state.Load(); s\&whatMask != cut \&\& /for s := c.state.Load(); /
+the idle hook stores over a cut|conns.go|s/for s := c.state.Load(); s\&whatMask != cut; s = c.state.Load() {/for s := c.state.Load(); ; s = c.state.Load() {/
 a waiting connection never looks again|conns.go|s/return nil, 0, admitPoll \/\/ every one is being answered/return nil, 0, maxAdmitWait \/\/ every one is being answered/
 one connection waits at a time|conns.go|s/maxWaiting   = 64/maxWaiting   = 1/
-out of files, no room made|conns.go|/^\t\t\tl.makeRoom()$/d
+out of files, no room made|conns.go|s/if l.makeRoom() {/if false {/
 the grace doubled|conns.go|s/unfinishedGrace = 100 \* time.Millisecond/unfinishedGrace = 200 * time.Millisecond/
 the admission wait doubled|conns.go|s/maxAdmitWait = 2 \* time.Second/maxAdmitWait = 4 * time.Second/
 the deadlines' slack doubled|conns.go|s/deadlineSlack = time.Second/deadlineSlack = 2 * time.Second/
@@ -142,5 +142,11 @@ a 32-bit kernel's "no limit" taken as a limit|memory.go|s/const noLimit = math.M
 mountinfo's mount point ignored|memory.go|s/return unescape(f\[4\]), dir/return "\/sys\/fs\/cgroup\/memory", dir/
 the mount's top ignored|memory.go|s/top, dir := unescape(f\[3\]), "\/"/top, dir := "\/", "\/"/
 a controller mounted with others missed|memory.go|s/slices.Contains(strings.Split(options, ","), "memory")/options == "rw,memory"/
+a handler on a cut connection returns, and net/http answers|conns.go|s/panic(http.ErrAbortHandler)/return/
+the waits of earlier requests forgotten|conns.go|s/c.waited.Store(halved(c.waited.Load(), now-c.updated.Load()) + now - since)/c.waited.Store(now - since)/
+earlier waits never halved|conns.go|s/return waited >> min(elapsed\/int64(waitHalfLife), 62)/return waited/
+the cap ranks senders by their stretch alone|conns.go|s/if w := c.waitedBy(now, s>>whatBits); /if w := now - s>>whatBits; /
+a closed listener unseen while connections wait|conns.go|s/\t\tif l.closed.Load() {/\t\tif false \&\& l.closed.Load() {/
+a body waited for before the answer|http.go|s/\t\t\tw.Header()\["Connection"\] = closeConn/\t\t\t_ = closeConn/
 MUTANTS
 exit "$lived"

@@ -57,7 +57,12 @@ const (
 	EarlyAnswer FloodKind = "early-answer"
 	// Silent connects and sends nothing.
 	Silent FloodKind = "silent"
-	// Mixed gives each kind above to one connection in nine.
+	// Renewing sends one request after another on the same connection,
+	// each one's headers over 60 ms (within a grace of 100 ms a request),
+	// the next as soon as the answer is read: the server waits on it
+	// nearly all the time, one short request at a time.
+	Renewing FloodKind = "renewing"
+	// Mixed gives each kind above to one connection in ten.
 	Mixed FloodKind = "mixed"
 	// Unread pipelines 1,000 requests with a small receive buffer, reads
 	// none of the answers, and waits: the server is stuck writing an
@@ -67,11 +72,11 @@ const (
 )
 
 // FloodKinds are the kinds a flood can be of.
-var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Mixed, Unread}
+var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing, Mixed, Unread}
 
 // holders are the kinds of a Mixed flood: every kind that holds a
 // connection rather than sending requests.
-var holders = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent}
+var holders = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing}
 
 // floodEnv carries addr, n, the deadline and the kind to the flood's own
 // process.
@@ -256,6 +261,21 @@ func hold(ctx context.Context, c net.Conn, k FloodKind) {
 	case Oversized:
 		io.WriteString(c, oversized)
 		untilClosed(ctx, c)
+		return
+	case Renewing:
+		for ctx.Err() == nil {
+			io.WriteString(c, get)
+			sleep(ctx, 60*time.Millisecond)
+			if _, err := io.WriteString(c, "X-Flood: renewing\r\n\r\n"); err != nil {
+				return
+			}
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 		return
 	case EarlyAnswer:
 		io.WriteString(c, "POST /whoami HTTP/1.1\r\nHost: flood\r\nContent-Length: 1048576\r\n\r\n")

@@ -123,6 +123,7 @@ func TestEachFloodSendsWhatItSaysAndStopsByItself(t *testing.T) {
 		{Oversized, get + "X-Flood: aaaa"},
 		{EarlyAnswer, "POST /whoami HTTP/1.1\r\nHost: flood\r\nContent-Length: 1048576\r\n\r\naaa"},
 		{Silent, ""},
+		{Renewing, get},
 		{Unread, get + "\r\n" + get + "\r\n"},
 	} {
 		t.Run(string(tt.kind), func(t *testing.T) {
