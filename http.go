@@ -65,6 +65,9 @@ const (
 	healthcheckTimeout = 2 * time.Second
 )
 
+// route is the service's one path: GET (and HEAD) answers the hostname.
+const route = "/whoami"
+
 // maxAnswer bounds the bytes of every answer, headers included: the
 // service echoes nothing of a request, every status has a short fixed
 // body, and the hostname is at most maxHostname bytes. Being far under the
@@ -350,7 +353,7 @@ func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handl
 			fail(w, http.StatusRequestURITooLong)
 		case r.RequestURI == "*": // OPTIONS * is net/http's; PRI * is HTTP/2's preface
 			fail(w, http.StatusBadRequest)
-		case r.URL.Path != "/whoami":
+		case r.URL.Path != route:
 			http.NotFound(w, r)
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			w.Header()["Allow"] = allowed
@@ -424,7 +427,7 @@ func checkHealth(ctx context.Context, addr string) error {
 		host = "127.0.0.1" // the server listens on all interfaces
 	}
 	target := net.JoinHostPort(host, port)
-	url := "http://" + target + "/whoami"
+	url := "http://" + target + route
 	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
 	defer cancel()
 	var d net.Dialer

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -340,7 +339,7 @@ func imageAndPort(t *testing.T) (string, int32) {
 }
 
 // routeAndShutdown reads, from http.go's syntax tree, the path of the one
-// route (mux.Handle("GET /whoami", ...)) and the shutdownTimeout constant
+// route (const route = "/whoami") and the shutdownTimeout constant
 // (N * time.Second).
 func routeAndShutdown(t *testing.T) (path string, shutdown time.Duration) {
 	t.Helper()
@@ -350,14 +349,12 @@ func routeAndShutdown(t *testing.T) (path string, shutdown time.Duration) {
 	}
 	ast.Inspect(f, func(n ast.Node) bool {
 		switch n := n.(type) {
-		case *ast.CallExpr:
-			if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Handle" && len(n.Args) == 2 {
-				if lit, ok := n.Args[0].(*ast.BasicLit); ok {
-					pattern, _ := strconv.Unquote(lit.Value)
-					path = pattern[strings.IndexByte(pattern, ' ')+1:]
+		case *ast.ValueSpec:
+			if n.Names[0].Name == "route" && len(n.Values) == 1 {
+				if lit, ok := n.Values[0].(*ast.BasicLit); ok {
+					path, _ = strconv.Unquote(lit.Value)
 				}
 			}
-		case *ast.ValueSpec:
 			if n.Names[0].Name == "shutdownTimeout" {
 				if e, ok := n.Values[0].(*ast.BinaryExpr); ok && e.Op == token.MUL {
 					if lit, ok := e.X.(*ast.BasicLit); ok && selectorName(e.Y) == "time.Second" {
@@ -370,7 +367,7 @@ func routeAndShutdown(t *testing.T) (path string, shutdown time.Duration) {
 		return true
 	})
 	if path == "" || shutdown == 0 {
-		t.Fatalf("http.go: found route %q and shutdownTimeout %v: want mux.Handle(\"GET /path\", ...) and shutdownTimeout = N * time.Second", path, shutdown)
+		t.Fatalf("http.go: found route %q and shutdownTimeout %v: want const route = \"/path\" and shutdownTimeout = N * time.Second", path, shutdown)
 	}
 	return path, shutdown
 }
