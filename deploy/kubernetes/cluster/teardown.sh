@@ -72,6 +72,10 @@ down() {
 		done
 		rm -f /var/lib/cni/results/whoami-"$node"-*
 	done
+	# Any other CNI result for a sandbox of this cluster's, such as the
+	# loopback of a DaemonSet's pod made again on a cordoned node while
+	# down deleted the pods.
+	grep -lF "\"sandbox\":\"$state/" /var/lib/cni/results/* 2>/dev/null | xargs -r rm -f
 	# The kubelets' links to their containers' logs.
 	find /var/log/containers -maxdepth 1 -type l -lname "$state/*" -delete 2>/dev/null || true
 	# The host paths that up found missing (so no other kubelet uses them):
