@@ -57,7 +57,7 @@ build_kubernetes() (
 		step "pause image: $pause_image:$tag"
 	else
 		command -v gcc >/dev/null || fail "gcc is missing (it builds the pause image): apt-get install gcc libc6-dev"
-		step "build the pause image $pause_image:$tag from the kubernetes module's build/pause (rebuilt locally: registry.k8s.io cannot be reached here)"
+		step "build the pause image $pause_image:$tag from the kubernetes module's build/pause (rebuilt locally: the official registry cannot be reached here)"
 		local dir ctx
 		dir=$(cd "$here/build" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
 		ctx=$(mktemp -d)
