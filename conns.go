@@ -39,7 +39,7 @@ import (
 //     its next request on a kept-alive connection, counted from its first
 //     byte), or, its handler done, a body nobody reads or an answer the
 //     client does not read; the current stretch, and the earlier ones,
-//     halved for every waitHalfLife since. An ordinary client takes
+//     less one waitDrain-th of the time since. An ordinary client takes
 //     microseconds of the server's waiting a request.
 //  4. A connection whose handler is running is never closed. Else the new
 //     connection waits, for maxAdmitWait at most from when it was
@@ -86,12 +86,15 @@ type limitedListener struct {
 // a handler, before the cap may cut it. An ordinary client sends its
 // request as it connects; the grace also bounds how fast new connections
 // get in past stalled ones (cap / grace a second), which is why it is
-// short: see docs/reliability.md. What it waited in earlier requests is
-// halved every waitHalfLife, so that a long-lived client is judged by its
-// recent pace.
+// short: see docs/reliability.md. What it waited in earlier requests
+// drains by one nanosecond for every waitDrain that pass: a client that
+// keeps the server waiting less than half its time, however many requests
+// it makes, adds nothing up; one that keeps it waiting all the time, as a
+// client renewing its requests one after another does, passes the grace
+// after twice the grace.
 const (
 	unfinishedGrace = 100 * time.Millisecond
-	waitHalfLife    = time.Second
+	waitDrain       = 2
 )
 
 // maxAdmitWait bounds how long a new connection waits for room at the cap,
@@ -133,8 +136,8 @@ type conn struct {
 	index int          // in l.conns, -1 once closed or cut; guarded by l.mu
 
 	// How long the server waited on the client in the stretches of sending
-	// that have ended (nanoseconds), halved for every waitHalfLife since
-	// updated (the listener's clock, when the last one ended). Only the
+	// that have ended (nanoseconds), as of updated (the listener's clock,
+	// when the last one ended), to be drained for the time since. Only the
 	// connection's own goroutine writes them.
 	waited, updated atomic.Int64
 
@@ -192,19 +195,19 @@ func (l *limitedListener) now() int64   { return l.clock() << whatBits }
 // endStretch adds to what the server waited on c a stretch of sending from
 // since to now (the listener's clock, nanoseconds).
 func (c *conn) endStretch(since, now int64) {
-	c.waited.Store(halved(c.waited.Load(), now-c.updated.Load()) + now - since)
+	c.waited.Store(drained(c.waited.Load(), now-c.updated.Load()) + now - since)
 	c.updated.Store(now)
 }
 
 // waitedBy returns how long the server has waited on c by now, c sending
 // since since: the current stretch, and the earlier ones.
 func (c *conn) waitedBy(now, since int64) int64 {
-	return halved(c.waited.Load(), now-c.updated.Load()) + now - since
+	return drained(c.waited.Load(), now-c.updated.Load()) + now - since
 }
 
-// halved returns waited halved for every waitHalfLife in elapsed.
-func halved(waited, elapsed int64) int64 {
-	return waited >> min(elapsed/int64(waitHalfLife), 62)
+// drained returns what is left of waited after elapsed.
+func drained(waited, elapsed int64) int64 {
+	return max(waited-elapsed/waitDrain, 0)
 }
 
 // Accept returns the next connection let in by the policy.

@@ -1046,8 +1046,9 @@ func TestAClientCannotRenewItsGraceRequestAfterRequest(t *testing.T) {
 	// One kept-alive connection holds the only slot: each of its requests
 	// has its headers trickled for 60 ms, within the grace, and the next
 	// begins as soon as the answer is read. The server waits on it nearly
-	// all the time: what it waited adds up over its requests, and the cap
-	// cuts it for the ordinary clients.
+	// all the time: the cap cuts it for the ordinary clients, once what it
+	// waited adds up over its requests (TestWhatTheServerWaitedAddsUp...
+	// holds the arithmetic) or in a moment between two of them.
 	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "1"}, nil, os.Hostname)
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
@@ -1149,15 +1150,15 @@ func TestClosingTheListenerEndsAcceptAndClosesTheWaiting(t *testing.T) {
 
 func TestTheCapCutsTheConnectionWaitedOnLongest(t *testing.T) {
 	// Three connections sending a request, at the cap: what the server
-	// waited on each is its current stretch and the earlier ones, halved
-	// for every waitHalfLife since they ended.
+	// waited on each is its current stretch and the earlier ones, less
+	// one waitDrain-th of the time since they ended.
 	l := newLimitedListener(nil, 3, discardLogger())
 	now := l.clock()
 	ms := int64(time.Millisecond)
 	for i, tt := range []struct{ stretch, earlier, endedAgo int64 }{
-		{50 * ms, 80 * ms, 0},                        // 130 ms: the one
-		{120 * ms, 0, 0},                             // 120 ms
-		{10 * ms, 400 * ms, 3 * int64(waitHalfLife)}, // 10 + 400/8 = 60 ms
+		{50 * ms, 200 * ms, 200 * ms},  // 50 + 200 - 200/2 = 150 ms: the one
+		{120 * ms, 0, 0},               // 120 ms
+		{10 * ms, 400 * ms, 3000 * ms}, // 10 ms: the earlier 400 drained away
 	} {
 		c := &conn{Conn: byteConn{}, l: l, index: i}
 		c.state.Store((now-tt.stretch)<<whatBits | sending)
@@ -1166,7 +1167,7 @@ func TestTheCapCutsTheConnectionWaitedOnLongest(t *testing.T) {
 		l.conns = append(l.conns, c)
 	}
 	if v, _, _ := l.victim(); v != l.conns[0] {
-		t.Errorf("the cap chose connection %d, want 0: waited on 130 ms, against 120 and 60", v.index)
+		t.Errorf("the cap chose connection %d, want 0: waited on 150 ms, against 120 and 10", v.index)
 	}
 	// None over the grace: none yet, and a wait until the first may be.
 	for _, c := range l.conns {
@@ -1175,5 +1176,38 @@ func TestTheCapCutsTheConnectionWaitedOnLongest(t *testing.T) {
 	}
 	if v, _, wait := l.victim(); v != nil || wait <= 0 {
 		t.Errorf("with none waited on over the grace: %v, wait %v; want none, and a wait", v, wait)
+	}
+}
+
+func TestWhatTheServerWaitedAddsUpOnlyForASlowClient(t *testing.T) {
+	us, ms := int64(time.Microsecond), int64(time.Millisecond)
+	// requests makes n requests on c from now, the server waiting on each
+	// for wait, then working (or the client away) for gap; it returns
+	// what the server has waited on c by the end.
+	requests := func(c *conn, now *int64, n int, wait, gap int64) int64 {
+		for range n {
+			since := *now
+			*now += wait
+			c.endStretch(since, *now)
+			*now += gap
+		}
+		return c.waitedBy(*now, *now)
+	}
+	// A kept-alive client at full speed, for a minute: the server waits
+	// on each request for 10 us of every 70 (reading it, writing its
+	// answer). However many requests, that never adds up.
+	var now int64
+	if w := requests(&conn{}, &now, 60_000_000/70, 10*us, 60*us); w > 10*us {
+		t.Errorf("a fast client, after a minute of requests: waited on for %v, want 10us at most", time.Duration(w))
+	}
+	// A client renewing its requests one after another, each taking 60
+	// ms to arrive: one is within the grace, five are past it.
+	now = 0
+	c := &conn{}
+	if w := requests(c, &now, 1, 60*ms, 100*us); w > int64(unfinishedGrace) {
+		t.Errorf("one slow request: waited on for %v, want within the grace %v", time.Duration(w), unfinishedGrace)
+	}
+	if w := requests(c, &now, 4, 60*ms, 100*us); w <= int64(unfinishedGrace) {
+		t.Errorf("five slow requests in a row: waited on for %v, want past the grace %v", time.Duration(w), unfinishedGrace)
 	}
 }

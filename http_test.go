@@ -116,6 +116,7 @@ func TestServerLimits(t *testing.T) {
 		{"maxHostname", maxHostname, 255},
 		// The cap's (conns.go), as docs/reliability.md gives them.
 		{"unfinishedGrace", unfinishedGrace, 100 * time.Millisecond},
+		{"waitDrain", waitDrain, 2},
 		{"maxAdmitWait", maxAdmitWait, 2 * time.Second},
 		{"admitPoll", admitPoll, time.Millisecond},
 		{"maxWaiting", maxWaiting, 64},

@@ -143,8 +143,9 @@ mountinfo's mount point ignored|memory.go|s/return unescape(f\[4\]), dir/return 
 the mount's top ignored|memory.go|s/top, dir := unescape(f\[3\]), "\/"/top, dir := "\/", "\/"/
 a controller mounted with others missed|memory.go|s/slices.Contains(strings.Split(options, ","), "memory")/options == "rw,memory"/
 a handler on a cut connection returns, and net/http answers|conns.go|s/panic(http.ErrAbortHandler)/return/
-the waits of earlier requests forgotten|conns.go|s/c.waited.Store(halved(c.waited.Load(), now-c.updated.Load()) + now - since)/c.waited.Store(now - since)/
-earlier waits never halved|conns.go|s/return waited >> min(elapsed\/int64(waitHalfLife), 62)/return waited/
+the waits of earlier requests forgotten|conns.go|s/c.waited.Store(drained(c.waited.Load(), now-c.updated.Load()) + now - since)/c.waited.Store(now - since)/
+earlier waits never drained|conns.go|s/return max(waited-elapsed\/waitDrain, 0)/return waited/
+earlier waits drained as fast as time passes|conns.go|s/return max(waited-elapsed\/waitDrain, 0)/return max(waited-elapsed, 0)/
 the cap ranks senders by their stretch alone|conns.go|s/if w := c.waitedBy(now, s>>whatBits); /if w := now - s>>whatBits; /
 a closed listener unseen while connections wait|conns.go|s/\t\tif l.closed.Load() {/\t\tif false \&\& l.closed.Load() {/
 a body waited for before the answer|http.go|s/\t\t\tw.Header()\["Connection"\] = closeConn/\t\t\t_ = closeConn/
