@@ -195,7 +195,7 @@ func (l *limitedListener) now() int64   { return l.clock() << whatBits }
 // endStretch adds to what the server waited on c a stretch of sending from
 // since to now (the listener's clock, nanoseconds).
 func (c *conn) endStretch(since, now int64) {
-	c.waited.Store(drained(c.waited.Load(), now-c.updated.Load()) + now - since)
+	c.waited.Store(c.waitedBy(now, since))
 	c.updated.Store(now)
 }
 

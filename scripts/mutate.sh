@@ -143,7 +143,7 @@ mountinfo's mount point ignored|memory.go|s/return unescape(f\[4\]), dir/return 
 the mount's top ignored|memory.go|s/top, dir := unescape(f\[3\]), "\/"/top, dir := "\/", "\/"/
 a controller mounted with others missed|memory.go|s/slices.Contains(strings.Split(options, ","), "memory")/options == "rw,memory"/
 a handler on a cut connection returns, and net/http answers|conns.go|s/panic(http.ErrAbortHandler)/return/
-the waits of earlier requests forgotten|conns.go|s/c.waited.Store(drained(c.waited.Load(), now-c.updated.Load()) + now - since)/c.waited.Store(now - since)/
+the waits of earlier requests forgotten|conns.go|s/c.waited.Store(c.waitedBy(now, since))/c.waited.Store(now - since)/
 earlier waits never drained|conns.go|s/return max(waited-elapsed\/waitDrain, 0)/return waited/
 earlier waits drained as fast as time passes|conns.go|s/return max(waited-elapsed\/waitDrain, 0)/return max(waited-elapsed, 0)/
 the cap ranks senders by their stretch alone|conns.go|s/if w := c.waitedBy(now, s>>whatBits); /if w := now - s>>whatBits; /
