@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,6 +147,7 @@ type conn struct {
 	// goroutine only, the read ones by net/http's background read too.
 	wantWrite, setWrite deadline
 	wantRead, setRead   atomic.Int64
+	reading             atomic.Bool // a Read is on the socket, or about to be
 }
 
 // A deadline is a time on the listener's clock, nanoseconds from its
@@ -174,14 +176,25 @@ func (l *limitedListener) time(d deadline) time.Time {
 
 // deadlineSlack is how late a deadline may fire. The server moves the read
 // deadline several times a request (the idle time-out, the headers', the
-// request's, none while its handler runs) and the write deadline twice
-// (writeTimeout from its headers, none after the answer): each is an
-// operation on the runtime's timer heap. Set on the socket at the next
-// read or write, deadlineSlack later than asked, a deadline holds for
-// every request that asks for one within the next deadlineSlack (make
-// bench's profile shows the rest). A deadline in the past, which net/http
-// sets to wake its background read, is set at once.
+// request's, none while its handler runs, one in the past to end its
+// background read) and the write deadline twice (writeTimeout from its
+// headers, none after the answer): each move of a socket's deadline is an
+// operation on the runtime's timer heap. Here the socket's deadline need
+// only end a read or a write no later than deadlineSlack after the one
+// asked for: it may fire sooner, and then the read or the write goes on
+// under the one asked for. So a deadline is set on the socket only when
+// the one there would end it too late (or never), and then deadlineSlack
+// later than asked, so that it holds for the requests that follow: on a
+// kept-alive connection, about once every readHeaderTimeout rather than
+// several times a request (make bench's profile shows the rest). A
+// deadline in the past, which net/http sets to end its background read,
+// is set at once if a read is waiting on the socket, and else ends the
+// next read before it reaches the socket.
 const deadlineSlack = time.Second
+
+// expired is the deadline recorded as set on a socket whose deadline has
+// fired: in the past.
+const expired deadline = -1
 
 func newLimitedListener(ln net.Listener, max int, logger *slog.Logger) *limitedListener {
 	return &limitedListener{Listener: ln, max: max, logger: logger, epoch: time.Now()}
@@ -421,10 +434,9 @@ func (l *limitedListener) open() int {
 // byte of it arrives. (Bytes that came with the previous request, which
 // only pipelining clients send, count from the next read instead.)
 func (c *conn) Read(p []byte) (int, error) {
-	if err := c.applyReadDeadline(); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(p)
+	c.reading.Store(true)
+	n, err := c.read(p)
+	c.reading.Store(false)
 	if n > 0 {
 		if s := c.state.Load(); s&whatMask == idle {
 			c.state.CompareAndSwap(s, c.l.now()|sending)
@@ -433,14 +445,37 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// read reads from the socket under the read deadline asked for.
+func (c *conn) read(p []byte) (int, error) {
+	for {
+		if c.wantRead.Load() < 0 {
+			return 0, os.ErrDeadlineExceeded // without a system call
+		}
+		if err := c.applyReadDeadline(); err != nil {
+			return 0, err
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 || !firedEarly(err, c.wantRead.Load(), c.setRead.Load()) {
+			return n, err
+		}
+		c.setRead.Store(expired)
+	}
+}
+
+// firedEarly reports whether err is the time-out of the deadline set on
+// the socket, set, before the one wanted, want: then the read or the write
+// goes on under the one wanted.
+func firedEarly(err error, want, set deadline) bool {
+	return err != nil && isTimeout(err) && want >= 0 && (want == 0 || set < want)
+}
+
 // SetReadDeadline records the deadline; Read sets it on the socket. One
-// set before the listener started, which is how net/http ends its
-// background read (time.Unix(1, 0)), is set at once: a read in progress
-// must see it.
+// in the past, which is how net/http ends its background read
+// (time.Unix(1, 0)), is set at once if a read is waiting: it must end.
 func (c *conn) SetReadDeadline(t time.Time) error {
 	d := c.l.at(t)
 	c.wantRead.Store(d)
-	if d < 0 {
+	if d < 0 && c.reading.Load() {
 		c.setRead.Store(d)
 		return c.Conn.SetReadDeadline(t)
 	}
@@ -461,9 +496,9 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 // applyReadDeadline sets the read deadline asked for on the socket, unless
-// the one there fires at most deadlineSlack after it. The server may ask
-// for another meanwhile, from its own goroutine, to end this read: it sets
-// that one itself, and this one sets it again if it came last.
+// the one there will do (see lazy). The server may ask for another
+// meanwhile, from its own goroutine, to end this read: it sets that one
+// itself, and this one sets it again if it came last.
 func (c *conn) applyReadDeadline() error {
 	for {
 		want := c.wantRead.Load()
@@ -496,40 +531,71 @@ func (c *conn) applyWriteDeadline() error {
 }
 
 // lazy returns whether the deadline set on the socket will do for the one
-// wanted: none for none, else one that fires no earlier and at most
-// deadlineSlack later. If not, it returns the one to set: the one wanted,
-// deadlineSlack later.
+// wanted: it ends a read or write no later than deadlineSlack after the
+// one wanted (sooner is fine: the read or write goes on), and a deadline
+// in the past only for one in the past. If not, it returns the one to set:
+// the one wanted, deadlineSlack later if in the future.
 func lazy(want, set deadline) (deadline, bool) {
 	switch {
-	case want == 0:
-		return 0, set == 0
-	case set != 0 && set >= want && set-want <= int64(deadlineSlack):
-		return set, true
 	case want < 0:
-		return want, false // in the past: no later
+		return want, set < 0
+	case set < 0: // it has fired, or was in the past
+		return later(want), false
+	case want == 0:
+		return set, true
+	case set != 0 && set <= want+int64(deadlineSlack):
+		return set, true
 	default:
-		return want + int64(deadlineSlack), false
+		return later(want), false
 	}
 }
 
-// Write sets the write deadline asked for on the socket first.
-func (c *conn) Write(p []byte) (int, error) {
-	if err := c.applyWriteDeadline(); err != nil {
-		return 0, err
+// later returns a deadline wanted, in the future or none, deadlineSlack
+// later.
+func later(want deadline) deadline {
+	if want == 0 {
+		return 0
 	}
-	return c.Conn.Write(p)
+	return want + int64(deadlineSlack)
+}
+
+// Write writes p under the write deadline asked for.
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.writing(func() (int64, error) {
+		n, err := c.Conn.Write(p)
+		p = p[n:]
+		return int64(n), err
+	})
+	return int(n), err
 }
 
 // ReadFrom is Write for net/http's io.Copy to a ResponseWriter: the
 // socket's own ReadFrom (sendfile, splice) under the same deadline.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if err := c.applyWriteDeadline(); err != nil {
-		return 0, err
+	return c.writing(func() (int64, error) {
+		if rf, ok := c.Conn.(io.ReaderFrom); ok {
+			return rf.ReadFrom(r)
+		}
+		return io.Copy(c.Conn, r)
+	})
+}
+
+// writing makes a write under the write deadline asked for: write writes
+// what is left, and is made again while the socket's deadline fires
+// early. It returns the bytes written in all.
+func (c *conn) writing(write func() (int64, error)) (int64, error) {
+	var written int64
+	for {
+		if err := c.applyWriteDeadline(); err != nil {
+			return written, err
+		}
+		n, err := write()
+		written += n
+		if !firedEarly(err, c.wantWrite, c.setWrite) {
+			return written, err
+		}
+		c.setWrite = expired
 	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(c.Conn, r)
 }
 
 // CloseWrite shuts down the socket's writing side, so that net/http can

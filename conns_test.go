@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -551,18 +552,31 @@ func TestTheWriteDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
 	if want := []time.Time{t0.Add(writeTimeout + deadlineSlack)}; !sameTimes(d.writes, want) {
 		t.Errorf("deadlines set %v, want only %v", d.writes, want)
 	}
-	// Past the slack, it moves; asked for none, there is none.
-	write(t0.Add(writeTimeout + deadlineSlack + time.Millisecond))
+	// A later one, or none: the one set fires sooner, which will do. An
+	// earlier one: set, or it would fire late.
+	write(t0.Add(time.Hour))
 	write(time.Time{})
-	write(t0.Add(time.Second)) // earlier than the one set: set, or it would fire late
-	want := []time.Time{t0.Add(writeTimeout + deadlineSlack), t0.Add(writeTimeout + 2*deadlineSlack + time.Millisecond), {}, t0.Add(time.Second + deadlineSlack)}
+	write(t0.Add(time.Second))
+	write(t0.Add(time.Second))
+	want := []time.Time{t0.Add(writeTimeout + deadlineSlack), t0.Add(time.Second + deadlineSlack)}
 	if !sameTimes(d.writes, want) {
 		t.Errorf("deadlines set %v, want %v", d.writes, want)
 	}
 	// io.Copy to a ResponseWriter: the same deadline.
-	c.SetWriteDeadline(t0.Add(3 * time.Second))
-	if _, err := c.ReadFrom(strings.NewReader("x")); err != nil || !sameTimes(d.writes, append(want, t0.Add(3*time.Second+deadlineSlack))) {
-		t.Errorf("ReadFrom: %v, deadlines set %v; want %v set", err, d.writes, t0.Add(3*time.Second+deadlineSlack))
+	c.SetWriteDeadline(t0.Add(time.Millisecond))
+	if _, err := c.ReadFrom(strings.NewReader("x")); err != nil || !sameTimes(d.writes, append(want, t0.Add(time.Millisecond+deadlineSlack))) {
+		t.Errorf("ReadFrom: %v, deadlines set %v; want %v set", err, d.writes, t0.Add(time.Millisecond+deadlineSlack))
+	}
+	// A deadline in the past, on a socket under none: set, and the write
+	// fails at once.
+	c, d = recorded(t)
+	longAgo := time.Unix(1, 0)
+	c.SetWriteDeadline(longAgo)
+	if n, err := c.Write([]byte("x")); n != 0 || !isTimeout(err) {
+		t.Errorf("a write under a deadline in the past: %d bytes, %v; want none, a time-out", n, err)
+	}
+	if want := []time.Time{longAgo}; !sameTimes(d.writes, want) {
+		t.Errorf("deadlines set %v, want %v", d.writes, want)
 	}
 }
 
@@ -578,6 +592,10 @@ func TestTheReadDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	read() // under none: nothing to set
+	if len(d.reads) != 0 {
+		t.Errorf("a read under no deadline set %v", d.reads)
+	}
 	t0 := time.Now()
 	longAgo := time.Unix(1, 0)
 	for i := range 50 {
@@ -592,18 +610,14 @@ func TestTheReadDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
 		c.SetReadDeadline(longAgo)
 		c.SetReadDeadline(time.Time{})
 	}
-	// Each request: the idle deadline at its read, none at the background
-	// read, the one in the past at once. The headers' and the request's,
-	// never read under, are never set.
-	var want []time.Time
-	for i := range 50 {
-		want = append(want, t0.Add(time.Duration(i)*10*time.Millisecond+idleTimeout+deadlineSlack), time.Time{}, longAgo)
+	// The first idle deadline, at the first read, holds for all: the
+	// headers' and the request's are never read under, none fires sooner
+	// at worst, and the one in the past came when no read was waiting.
+	if want := []time.Time{t0.Add(idleTimeout + deadlineSlack)}; !sameTimes(d.reads, want) {
+		t.Errorf("deadlines set %d times, want once: %v", len(d.reads), d.reads)
 	}
-	if !sameTimes(d.reads, want) {
-		t.Errorf("deadlines set %d times, want %d: %v", len(d.reads), len(want), d.reads)
-	}
-	// Read under one: set, a second late; a read under a later one within
-	// the slack sets nothing.
+	// Read under an earlier one: set, a second late; a read under a later
+	// one within the slack sets nothing.
 	d.reads = nil
 	c.SetReadDeadline(t0.Add(readHeaderTimeout))
 	read()
@@ -612,13 +626,150 @@ func TestTheReadDeadlineIsSetOnTheSocketOnlyWhenItMustMove(t *testing.T) {
 	if want := []time.Time{t0.Add(readHeaderTimeout + deadlineSlack)}; !sameTimes(d.reads, want) {
 		t.Errorf("deadlines set %v, want %v", d.reads, want)
 	}
+	// A read under a deadline in the past ends at once, without the
+	// socket; none again, and it reads.
+	d.reads = nil
+	c.SetReadDeadline(longAgo)
+	if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Errorf("a read under a deadline in the past: %v, want a time-out", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	read()
+	if len(d.reads) != 0 {
+		t.Errorf("deadlines set %v, want none", d.reads)
+	}
+}
+
+func TestADeadlineThatFiresEarlyEndsNoReadOrWrite(t *testing.T) {
+	// The socket's deadline is an earlier request's; the one asked for now
+	// is a minute away. The read and the write must go on when the
+	// socket's fires, and end with all their bytes.
+	t.Run("read", func(t *testing.T) {
+		t.Parallel()
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		d := &deadlines{Conn: a}
+		c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+		t0 := time.Now()
+		go func() {
+			b.Write([]byte("1"))
+			time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
+			b.Write([]byte("2"))
+		}()
+		c.SetReadDeadline(t0.Add(10 * time.Millisecond))
+		p := make([]byte, 1)
+		if _, err := c.Read(p); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Time{}) // none, as while a handler runs
+		read := make(chan error, 1)
+		go func() {
+			_, err := c.Read(p)
+			read <- err
+		}()
+		if err := receive(t, read, "end of the read"); err != nil || p[0] != '2' {
+			t.Fatalf("read %q, %v: want 2", p, err)
+		}
+		if want := []time.Time{t0.Add(10*time.Millisecond + deadlineSlack), {}}; !sameTimes(d.reads, want) {
+			t.Errorf("deadlines set %v, want %v", d.reads, want)
+		}
+	})
+	t.Run("write", func(t *testing.T) {
+		t.Parallel()
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		d := &deadlines{Conn: a}
+		c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+		t0 := time.Now()
+		got := make(chan []byte, 1)
+		go func() {
+			// The first answer, then a part of the second, then, once the
+			// socket's deadline has fired, the rest.
+			p := make([]byte, 11)
+			io.ReadFull(b, p[:1])
+			io.ReadFull(b, p[1:])
+			time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
+			rest, _ := io.ReadAll(b)
+			got <- append(p, rest...)
+		}()
+		c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
+		if _, err := c.Write([]byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetWriteDeadline(t0.Add(time.Minute))
+		answer := bytes.Repeat([]byte("2"), 1000)
+		var n int
+		wrote := make(chan error, 1)
+		go func() {
+			var err error
+			n, err = c.Write(answer)
+			wrote <- err
+		}()
+		if err := receive(t, wrote, "end of the write"); n != len(answer) || err != nil {
+			t.Fatalf("wrote %d bytes, %v: want %d", n, err, len(answer))
+		}
+		a.Close()
+		if p := receive(t, got, "the reader"); string(p) != "1"+string(answer) {
+			t.Errorf("the reader got %d bytes, want %d", len(p), 1+len(answer))
+		}
+		if want := []time.Time{t0.Add(10*time.Millisecond + deadlineSlack), t0.Add(time.Minute + deadlineSlack)}; !sameTimes(d.writes, want) {
+			t.Errorf("deadlines set %v, want %v", d.writes, want)
+		}
+	})
+}
+
+func TestADeadlineThatFiresOnTimeEndsTheRead(t *testing.T) {
+	// A socket's deadline that fires at the one asked for, or later, is
+	// that one's: the read ends, and nothing more is set.
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	d := &deadlines{Conn: a}
+	l := newLimitedListener(nil, 1, discardLogger())
+	l.epoch = l.epoch.Add(-time.Hour) // a listener an hour old: the deadline below is after its start
+	c := &conn{Conn: d, l: l}
+	due := time.Now().Add(20 * time.Millisecond)
+	for _, want := range []time.Time{due.Add(-deadlineSlack), due} {
+		c.SetReadDeadline(want)
+		read := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			read <- err
+		}()
+		if err := receive(t, read, "end of the read"); !isTimeout(err) {
+			t.Fatalf("a read under %v: %v, want a time-out", want, err)
+		}
+	}
+	if want := []time.Time{due}; !sameTimes(d.reads, want) {
+		t.Errorf("deadlines set %v, want %v", d.reads, want)
+	}
+}
+
+func TestADeadlineInThePastEndsAReadThatStartsMeanwhile(t *testing.T) {
+	// net/http ends its background read as that read starts, from another
+	// goroutine: whichever comes first, the read must end.
+	for range 2000 {
+		a, b := net.Pipe()
+		c := &conn{Conn: a, l: newLimitedListener(nil, 1, discardLogger())}
+		read := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			read <- err
+		}()
+		c.SetReadDeadline(time.Unix(1, 0))
+		if err := receive(t, read, "the read to end"); !isTimeout(err) {
+			t.Fatalf("the read ended with %v, want a time-out", err)
+		}
+		a.Close()
+		b.Close()
+	}
 }
 
 func TestADeadlineInThePastEndsAReadInProgress(t *testing.T) {
 	// How net/http ends its background read when the handler returns.
 	server, client := net.Pipe()
 	defer client.Close()
-	c := &conn{Conn: server, l: newLimitedListener(nil, 1, discardLogger())}
+	d := &deadlines{Conn: server}
+	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
 	defer c.Close()
 	read := make(chan error, 1)
 	go func() {
@@ -626,9 +777,14 @@ func TestADeadlineInThePastEndsAReadInProgress(t *testing.T) {
 		read <- err
 	}()
 	time.Sleep(10 * time.Millisecond) // the read has begun, under no deadline
-	c.SetReadDeadline(time.Unix(1, 0))
+	c.SetReadDeadline(time.Time{})    // none again: nothing to set now
+	longAgo := time.Unix(1, 0)
+	c.SetReadDeadline(longAgo)
 	if err := receive(t, read, "the read to end"); !isTimeout(err) {
 		t.Errorf("the read ended with %v, want a time-out", err)
+	}
+	if want := []time.Time{longAgo}; !sameTimes(d.reads, want) {
+		t.Errorf("deadlines set %v, want %v", d.reads, want)
 	}
 }
 
