@@ -32,7 +32,7 @@ var profileParts = []struct {
 	{"sniffing the Content-Type (the tutorial sets none)", true, regexp.MustCompile(`^net/http\.DetectContentType$`)},
 	{"the hostname (uname)", true, regexp.MustCompile(`^os\.Hostname$`)},
 	{"the cap's own code (conns.go)", false, regexp.MustCompile(`^whoami\.(\(\*limitedListener\)|\(\*conn\)|connContext|newCappedServer\.\(\*limitedListener\))`)},
-	{"the clock (time.Now)", true, regexp.MustCompile(`^time\.Now$`)},
+	{"the clock (time.Now, time.Since)", true, regexp.MustCompile(`^time\.(Now|Since)$`)},
 }
 
 // profileConns is the concurrency the profiles are taken at.
