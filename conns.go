@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -543,7 +544,7 @@ func lazy(want, set deadline) (deadline, bool) {
 		return later(want), false
 	case want == 0:
 		return set, true
-	case set != 0 && set <= want+int64(deadlineSlack):
+	case set != 0 && set-want <= int64(deadlineSlack):
 		return set, true
 	default:
 		return later(want), false
@@ -556,7 +557,7 @@ func later(want deadline) deadline {
 	if want == 0 {
 		return 0
 	}
-	return want + int64(deadlineSlack)
+	return want + min(int64(deadlineSlack), math.MaxInt64-want) // at the end of time, no later
 }
 
 // Write writes p under the write deadline asked for.

@@ -744,6 +744,30 @@ func TestADeadlineThatFiresOnTimeEndsTheRead(t *testing.T) {
 	}
 }
 
+func TestADeadlineAtTheEndOfTimeEndsNothing(t *testing.T) {
+	// time.Time goes far past what a deadline's nanoseconds hold: a read
+	// and a write under one of the year 9999 must go on like one without.
+	c, d := recorded(t)
+	end := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	for range 3 {
+		c.SetDeadline(end)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			if err == nil {
+				_, err = c.Write([]byte("x"))
+			}
+			done <- err
+		}()
+		if err := receive(t, done, "end of a read and a write"); err != nil {
+			t.Fatalf("a read and a write under a deadline of the year 9999: %v", err)
+		}
+	}
+	if len(d.reads) != 1 || len(d.writes) != 1 || d.reads[0].Before(time.Now().AddDate(200, 0, 0)) {
+		t.Errorf("deadlines set: read %v, write %v; want one each, centuries away", d.reads, d.writes)
+	}
+}
+
 func TestADeadlineInThePastEndsAReadThatStartsMeanwhile(t *testing.T) {
 	// net/http ends its background read as that read starts, from another
 	// goroutine: whichever comes first, the read must end.

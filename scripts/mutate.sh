@@ -126,7 +126,8 @@ a deadline that fired early ends the read or write|conns.go|s/return err != nil 
 a write that fired early starts again from its first byte|conns.go|s/^\t\tp = p\[n:\]$/\t\t_ = p[n:]/
 a read's deadline that fired early kept|conns.go|/^\t\tc.setRead.Store(expired)$/d
 a write's deadline that fired early kept|conns.go|/^\t\tc.setWrite = expired$/d
-a deadline that would fire too late kept|conns.go|s/\tcase set != 0 \&\& set <= want+int64(deadlineSlack):/\tcase set != 0:/
+a deadline at the end of time overflowing|conns.go|s/return want + min(int64(deadlineSlack), math.MaxInt64-want)/return want + int64(deadlineSlack)/
+a deadline that would fire too late kept|conns.go|s/\tcase set != 0 \&\& set-want <= int64(deadlineSlack):/\tcase set != 0:/
 a deadline in the past kept for a later one|conns.go|s/\tcase set < 0: \/\/ it has fired, or was in the past/\tcase false:/
 io.Copy to a ResponseWriter under no deadline|conns.go|s/^\treturn c.writing(func() (int64, error) {$/\treturn func(write func() (int64, error)) (int64, error) { return write() }(func() (int64, error) {/
 no CloseWrite for net/http|conns.go|s/^func (c \*conn) CloseWrite() error {/func (c *conn) closeWrite() error {/
