@@ -36,7 +36,7 @@ GO_BUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {gsub(/\$$\$$/, "$$", $$2); printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: compare-sizes
 compare-sizes: image-single image-multi ## Build both images and print their sizes side by side
@@ -67,7 +67,8 @@ MODULES = . deploy/kubernetes deploy/kubernetes/cluster/build
 STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: lint
-lint: provision-lint ## go vet and staticcheck on every Go module (with all build tags, and without), shellcheck on every script, gofmt
+lint: provision-lint ## go vet and staticcheck on every Go module (with all build tags, and without), shellcheck on every script, gofmt, nothing built committed
+	@scripts/check-tracked.sh
 	@for m in $(MODULES); do echo "go vet, staticcheck: $$m"; \
 		(cd $$m && $(GO) vet -tags e2e,cluster ./... && $(STATICCHECK) -tags e2e,cluster ./... && $(STATICCHECK) ./...) || exit 1; done
 	shellcheck -x -P SCRIPTDIR $$(git ls-files '*.sh') .ci/run
