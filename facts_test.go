@@ -30,6 +30,9 @@ func TestCopiesOfTheSharedFactsAgree(t *testing.T) {
 		{"compose.yaml", `user: "(\S+)"`, user},
 		{"deploy/kubernetes/deployment.yaml", `runAsUser: (\d+)`, regexp.MustCompile(`:.*`).ReplaceAllString(user, "")},
 		{"deploy/kubernetes/deployment.yaml", `runAsGroup: (\d+)`, regexp.MustCompile(`.*:`).ReplaceAllString(user, "")},
+		// Both images build with the Go of go.mod.
+		{"Dockerfile", `(?m)^ARG GO_VERSION=(\S+)$`, find(t, "go.mod", `(?m)^go (\S+)$`)},
+		{"Dockerfile.single", `(?m)^ARG GO_VERSION=(\S+)$`, find(t, "go.mod", `(?m)^go (\S+)$`)},
 		// HAProxy waits for a request's headers as long as the service does.
 		{"deploy/haproxy/haproxy.cfg", `timeout http-request (\d+)s`, find(t, "http.go", `readHeaderTimeout = (\d+) \* time.Second`)},
 	} {

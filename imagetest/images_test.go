@@ -227,27 +227,6 @@ func TestMultistageBuildIsReproducible(t *testing.T) {
 	}
 }
 
-func TestDockerfilesUseTheGoVersionOfGoMod(t *testing.T) {
-	gomod, err := os.ReadFile(root + "/go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
-	if want == nil {
-		t.Fatal("no go directive in go.mod")
-	}
-	for _, name := range []string{"Dockerfile", "Dockerfile.single"} {
-		src, err := os.ReadFile(root + "/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)$`).FindSubmatch(src)
-		if got == nil || string(got[1]) != string(want[1]) {
-			t.Errorf("%s: ARG GO_VERSION=%s, want %s as in go.mod", name, got, want[1])
-		}
-	}
-}
-
 var client = &http.Client{Timeout: hang}
 
 // build builds the multistage Dockerfile (or the one given with -f) as image.
