@@ -31,5 +31,20 @@ registry_credentials=/etc/whoami-registry
 # Asked by the project's registry client (cmd/registry), with the
 # credentials of docker login; it prints why on anything but "not there".
 in_registry() {
-	(cd "$(dirname "${BASH_SOURCE[0]}")/.." && go run ./cmd/registry has "$1")
+	registry_client has "$1"
+}
+
+# registry_client ARGS...: runs the project's registry client, built first
+# (go run would add "exit status 1" to its own answer), and returns its
+# exit status.
+registry_client() {
+	local tmp status=0
+	tmp=$(mktemp -d)
+	if ! (cd "$(dirname "${BASH_SOURCE[0]}")/.." && go build -o "$tmp/registry" ./cmd/registry); then
+		rm -rf "$tmp"
+		return 2
+	fi
+	"$tmp/registry" "$@" || status=$?
+	rm -rf "$tmp"
+	return "$status"
 }

@@ -37,7 +37,7 @@ ensure_registry() {
 		cut -d: -f2- "$registry_credentials/auth" | docker login -u whoami --password-stdin "$registry" >/dev/null 2>&1 ||
 			fail "docker login $registry failed: see /var/log/whoami-registry.log"
 	fi
-	go run ./cmd/registry ping "$registry" ||
+	registry_client ping "$registry" ||
 		fail "the registry on $registry refuses Docker's credentials for it: run docker logout $registry, then rerun provision/provision.sh (as root)"
 	step "registry on $registry: $("$bin/registry" --version 2>/dev/null | awk '{ print $NF }'), anonymous requests refused (401)"
 }
