@@ -1,10 +1,10 @@
 // The Kubernetes and etcd binaries of the project's test cluster, built from
 // the Go module proxy: `go build -o DIR tool ./etcd` builds all seven in one
-// command (deploy/kubernetes/cluster/cluster.sh does it, with the version
-// strings). k8s.io/kubernetes is not meant to be a dependency: its go.mod
-// replaces its 31 staging modules (k8s.io/api, k8s.io/client-go, ...) with
-// local paths and requires them at v0.0.0, so here each one is replaced by
-// its published release of the same minor version.
+// command (provision/kubernetes.sh does it, with the version strings).
+// k8s.io/kubernetes is not meant to be a dependency: its go.mod replaces its
+// 31 staging modules (k8s.io/api, k8s.io/client-go, ...) with local paths and
+// requires them at v0.0.0, so here each one is replaced by its published
+// release of the same minor version.
 module whoami/deploy/kubernetes/cluster/build
 
 go 1.26.0

@@ -1,13 +1,13 @@
-// Traefik, the project's front door (a Gateway API implementation), built
-// from the Go module proxy as published: `go build -o DIR tool` (cluster.sh
-// build does it). `go install ...@v3.6.12` refuses a module with replace
-// directives, so this module carries Traefik's own three, unchanged, and one
-// more that keeps the build list exactly Traefik's: without it, Go's minimum
-// version selection here takes klauspost/cpuid/v2 v2.2.9 (asked for by
-// cloudwego/base64x, whose go.mod Traefik's own pruned graph never loads)
-// instead of the v2.2.5 that Traefik's go.mod and go.sum name.
-// v3.6.12 is the newest release whose whole dependency set the Go module
-// proxy serves (docs/kubernetes.md: why not v3.7).
+// Traefik, the project's front door (a Gateway API implementation), built from
+// the Go module proxy as published: `go build -o DIR tool`
+// (provision/kubernetes.sh does it). `go install ...@v3.6.12` refuses a module
+// with replace directives, so this module carries Traefik's own three,
+// unchanged, and one more that keeps the build list exactly Traefik's: without
+// it, Go's minimum version selection here takes klauspost/cpuid/v2 v2.2.9
+// (asked for by cloudwego/base64x, whose go.mod Traefik's own pruned graph
+// never loads) instead of the v2.2.5 that Traefik's go.mod and go.sum name.
+// v3.6.12 is the newest release whose whole dependency set the Go module proxy
+// serves (docs/kubernetes.md: why not v3.7).
 module whoami/deploy/kubernetes/cluster/traefik
 
 go 1.25.0
