@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,12 +118,30 @@ func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, e
 	return ref, warnings, err
 }
 
+// replicas returns the Deployment's count of pods, as applied from its
+// manifest.
+func (k *kube) replicas(ctx context.Context) (int, error) {
+	out, err := k.kubectlOut(ctx, "get", "deployment", "whoami", "-o", "jsonpath={.spec.replicas}")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return 0, fmt.Errorf("the Deployment's replicas: %q", out)
+	}
+	return n, nil
+}
+
 // waitServing waits until the Deployment's rollout is complete and both the
-// Service and the front door answer from every serving pod: right after the
-// Deployment is available, kube-proxy may not have its rules yet, nor the
-// front door its route.
-func (k *kube) waitServing(ctx context.Context, want int) ([]pod, error) {
+// Service and the front door answer from as many serving pods as the
+// Deployment wants: right after the Deployment is available, kube-proxy may
+// not have its rules yet, nor the front door its route.
+func (k *kube) waitServing(ctx context.Context) ([]pod, error) {
 	if _, err := k.kubectlOut(ctx, "rollout", "status", "deployment/whoami", "--timeout", "3m"); err != nil {
+		return nil, err
+	}
+	want, err := k.replicas(ctx)
+	if err != nil {
 		return nil, err
 	}
 	ts, err := k.targets(ctx)
@@ -167,7 +186,7 @@ func demo(ctx context.Context, k *kube, d deployment, n int) error {
 	if warnings != "" {
 		k.printf("%s\n", warnings)
 	}
-	ps, err := k.waitServing(ctx, 3)
+	ps, err := k.waitServing(ctx)
 	if err != nil {
 		return err
 	}
@@ -211,7 +230,7 @@ func (k *kube) rolloutUnderLoad(ctx context.Context) (old []pod, serving, gone t
 	if _, err := k.kubectlOut(ctx, "rollout", "restart", "deployment/whoami"); err != nil {
 		return nil, 0, 0, err
 	}
-	if _, err := k.waitServing(ctx, 3); err != nil {
+	if _, err := k.waitServing(ctx); err != nil {
 		return nil, 0, 0, err
 	}
 	serving = time.Since(t0)

@@ -93,7 +93,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := k.waitServing(ctx, 3); err != nil {
+	if _, err := k.waitServing(ctx); err != nil {
 		return err
 	}
 	ps, err = k.pods(ctx)

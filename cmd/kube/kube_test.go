@@ -85,8 +85,8 @@ func releaseAndRun(m *testing.M) int {
 }
 
 // deploy applies the manifests with the released image in a namespace of
-// the test's own, waits until the Service answers from 3 pods, and removes
-// the namespace when the test ends.
+// the test's own, waits until the Service answers from every pod of the
+// Deployment, and removes the namespace when the test ends.
 func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
 	t.Helper()
 	k := newKube()
@@ -94,7 +94,7 @@ func deploy(t *testing.T, ctx context.Context) (*kube, []pod) {
 	if _, warnings, err := k.apply(ctx, k.deployment()); err != nil || warnings != "" {
 		t.Fatalf("kubectl apply -k: %v %s", err, warnings)
 	}
-	ps, err := k.waitServing(ctx, 3)
+	ps, err := k.waitServing(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,14 +327,14 @@ func TestRolloutRestartUnderLoadLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Stop()
-	t.Logf("rollout restart: %.1f s to 3 new pods serving, old pods gone after %.1f s", took.Seconds(), gone.Seconds())
+	t.Logf("rollout restart: %.1f s to the new pods serving, old pods gone after %.1f s", took.Seconds(), gone.Seconds())
 	noFailures(t, l)
 	ps, err := k.pods(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(serving(ps)) != 3 || slices.ContainsFunc(ps, func(p pod) bool { return slices.Contains(names(old), p.Name) }) {
-		t.Errorf("after the rollout: %v, before: %v; want 3 pods, all new", names(ps), names(old))
+	if n := wantPods(t, ctx, k); len(serving(ps)) != n || slices.ContainsFunc(ps, func(p pod) bool { return slices.Contains(names(old), p.Name) }) {
+		t.Errorf("after the rollout: %v, before: %v; want %d pods, all new", names(ps), names(old), n)
 	}
 	for _, l := range l {
 		if s := l.Strangers(append(names(old), names(ps)...)); len(s) > 0 {
@@ -365,7 +365,7 @@ func TestTheBudgetLetsOnePodGoAtATime(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "disruption budget") {
 		t.Errorf("evicting a second pod at once: %v; want a refusal (429) for the disruption budget", err)
 	}
-	if _, err := k.waitServing(ctx, 3); err != nil {
+	if _, err := k.waitServing(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.waitGone(ctx, ps[:1]); err != nil {
@@ -374,7 +374,7 @@ func TestTheBudgetLetsOnePodGoAtATime(t *testing.T) {
 	if err := k.evict(ctx, ps[1].Name); err != nil {
 		t.Errorf("evicting the second pod once the first is replaced: %v", err)
 	}
-	if _, err := k.waitServing(ctx, 3); err != nil {
+	if _, err := k.waitServing(ctx); err != nil {
 		t.Fatal(err)
 	}
 	l.Stop()
@@ -414,10 +414,10 @@ func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("drained %s (%d of the pods) in %.1f s; never fewer than %d pods Ready", node, byNode(ps)[node], took.Seconds(), fewest)
-	if fewest < 2 {
-		t.Errorf("%d pods were Ready at one point during the drain: the budget allows one of 3 to go", fewest)
+	if n := wantPods(t, ctx, k); fewest < n-1 {
+		t.Errorf("%d pods were Ready at one point during the drain: the budget allows one of %d to go", fewest, n)
 	}
-	after, err := k.waitServing(ctx, 3)
+	after, err := k.waitServing(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,6 +622,7 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 	})
 	tl.mark(t, fmt.Sprintf("%s cut off, with %d of the pods (%v)", node, len(lost), names(lost)))
 	var unreachable, unlisted, evicted, replaced time.Duration
+	want := wantPods(t, ctx, k)
 	err := probe.Until(ctx, 5*time.Minute, "the pods of "+node+" to be replaced", func(ctx context.Context) (bool, error) {
 		if unlisted == 0 {
 			ready, err := k.kubectlOut(ctx, "get", "endpointslices", "-l", "kubernetes.io/service-name=whoami",
@@ -648,8 +649,8 @@ func TestANetworkPartitionOfANode(t *testing.T) {
 			evicted = tl.mark(t, "its pods evicted (the unreachable taint's tolerationSeconds)")
 		}
 		on := byNode(serving(now))
-		if on[node] == 0 && len(serving(now)) == 3 && replaced == 0 {
-			replaced = tl.mark(t, "3 pods serving on the other node")
+		if on[node] == 0 && len(serving(now)) == want && replaced == 0 {
+			replaced = tl.mark(t, fmt.Sprintf("%d pods serving on the other node", want))
 		}
 		return replaced > 0, nil
 	})
@@ -784,4 +785,14 @@ func TestTheToolWithoutAClusterSaysToStartIt(t *testing.T) {
 func env(cmd *exec.Cmd, kv ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), kv...)
 	return cmd
+}
+
+// wantPods returns the count of pods the Deployment wants.
+func wantPods(t *testing.T, ctx context.Context, k *kube) int {
+	t.Helper()
+	n, err := k.replicas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
