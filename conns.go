@@ -144,16 +144,22 @@ type conn struct {
 	waited, updated atomic.Int64
 
 	// The deadlines the server asked for, and those set on the socket, as
-	// deadline values (see at): the write ones used by the connection's own
-	// goroutine only, the read ones by net/http's background read too.
+	// deadline values (see at). The write ones are used by the
+	// connection's own goroutine only, as net/http writes. The read ones
+	// also by another goroutine while a read waits (net/http ends its
+	// background read with a deadline in the past): setRead changes under
+	// readMu only, and reading says whether a Read is on the socket, or
+	// about to be (net/http reads from one goroutine at a time).
 	wantWrite, setWrite deadline
 	wantRead, setRead   atomic.Int64
-	reading             atomic.Bool // a Read is on the socket, or about to be
+	readMu              sync.Mutex
+	reading             atomic.Bool
 }
 
 // A deadline is a time on the listener's clock, nanoseconds from its
 // epoch, so that it fits an atomic word and keeps the monotonic clock; 0 is
-// none.
+// none, and a negative one is "in the past": before the listener started,
+// as net/http's time.Unix(1, 0).
 type deadline = int64
 
 // at returns t as a deadline.
@@ -455,11 +461,12 @@ func (c *conn) read(p []byte) (int, error) {
 		if err := c.applyReadDeadline(); err != nil {
 			return 0, err
 		}
+		set := c.setRead.Load()
 		n, err := c.Conn.Read(p)
-		if n > 0 || !firedEarly(err, c.wantRead.Load(), c.setRead.Load()) {
+		if n > 0 || !firedEarly(err, c.wantRead.Load(), set) {
 			return n, err
 		}
-		c.setRead.Store(expired)
+		c.setRead.CompareAndSwap(set, expired) // unless set again meanwhile
 	}
 }
 
@@ -467,18 +474,22 @@ func (c *conn) read(p []byte) (int, error) {
 // the socket, set, before the one wanted, want: then the read or the write
 // goes on under the one wanted.
 func firedEarly(err error, want, set deadline) bool {
-	return err != nil && isTimeout(err) && want >= 0 && (want == 0 || set < want)
+	return errors.Is(err, os.ErrDeadlineExceeded) && firesSooner(want, set)
 }
 
-// SetReadDeadline records the deadline; Read sets it on the socket. One
-// in the past, which is how net/http ends its background read
-// (time.Unix(1, 0)), is set at once if a read is waiting: it must end.
+// firesSooner reports whether the deadline set on the socket fires before
+// the one wanted (none is the latest).
+func firesSooner(want, set deadline) bool {
+	return want >= 0 && (want == 0 || set < want)
+}
+
+// SetReadDeadline records the deadline; Read sets it on the socket. If a
+// read waits on the socket, it is set at once (see lazy): that read must
+// see it, as net/http's deadline in the past that ends its background read.
 func (c *conn) SetReadDeadline(t time.Time) error {
-	d := c.l.at(t)
-	c.wantRead.Store(d)
-	if d < 0 && c.reading.Load() {
-		c.setRead.Store(d)
-		return c.Conn.SetReadDeadline(t)
+	c.wantRead.Store(c.l.at(t))
+	if c.reading.Load() {
+		return c.applyReadDeadline()
 	}
 	return nil
 }
@@ -497,30 +508,31 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 // applyReadDeadline sets the read deadline asked for on the socket, unless
-// the one there will do (see lazy). The server may ask for another
-// meanwhile, from its own goroutine, to end this read: it sets that one
-// itself, and this one sets it again if it came last.
+// the one there will do (see lazy). The reading goroutine and another
+// that asks for a deadline while it waits may both apply it: one at a
+// time, each the one asked for last.
 func (c *conn) applyReadDeadline() error {
-	for {
-		want := c.wantRead.Load()
-		set, ok := lazy(want, c.setRead.Load())
-		if ok {
-			return nil
-		}
-		if err := c.Conn.SetReadDeadline(c.l.time(set)); err != nil {
-			return err
-		}
-		c.setRead.Store(set)
-		if c.wantRead.Load() == want {
-			return nil
-		}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	set, ok := lazy(c.wantRead.Load(), c.setRead.Load())
+	if ok {
+		return nil
 	}
+	if err := c.Conn.SetReadDeadline(c.l.time(set)); err != nil {
+		return err
+	}
+	c.setRead.Store(set)
+	return nil
 }
 
 // applyWriteDeadline is applyReadDeadline for writes, which only the
-// connection's goroutine makes.
-func (c *conn) applyWriteDeadline() error {
+// connection's goroutine makes. If sooner, the deadline on the socket may
+// fire before the one asked for (the write goes on); else not.
+func (c *conn) applyWriteDeadline(sooner bool) error {
 	set, ok := lazy(c.wantWrite, c.setWrite)
+	if ok && !sooner && firesSooner(c.wantWrite, set) {
+		set, ok = later(c.wantWrite), false
+	}
 	if ok {
 		return nil
 	}
@@ -560,43 +572,35 @@ func later(want deadline) deadline {
 	return want + min(int64(deadlineSlack), math.MaxInt64-want) // at the end of time, no later
 }
 
-// Write writes p under the write deadline asked for.
+// Write writes p under the write deadline asked for, going on from its
+// first byte not written when the socket's deadline fires early.
 func (c *conn) Write(p []byte) (int, error) {
-	n, err := c.writing(func() (int64, error) {
-		n, err := c.Conn.Write(p)
-		p = p[n:]
-		return int64(n), err
-	})
-	return int(n), err
-}
-
-// ReadFrom is Write for net/http's io.Copy to a ResponseWriter: the
-// socket's own ReadFrom (sendfile, splice) under the same deadline.
-func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	return c.writing(func() (int64, error) {
-		if rf, ok := c.Conn.(io.ReaderFrom); ok {
-			return rf.ReadFrom(r)
-		}
-		return io.Copy(c.Conn, r)
-	})
-}
-
-// writing makes a write under the write deadline asked for: write writes
-// what is left, and is made again while the socket's deadline fires
-// early. It returns the bytes written in all.
-func (c *conn) writing(write func() (int64, error)) (int64, error) {
-	var written int64
+	written := 0
 	for {
-		if err := c.applyWriteDeadline(); err != nil {
+		if err := c.applyWriteDeadline(true); err != nil {
 			return written, err
 		}
-		n, err := write()
+		n, err := c.Conn.Write(p[written:])
 		written += n
 		if !firedEarly(err, c.wantWrite, c.setWrite) {
 			return written, err
 		}
 		c.setWrite = expired
 	}
+}
+
+// ReadFrom is Write for net/http's io.Copy to a ResponseWriter: the
+// socket's own ReadFrom (sendfile, splice) under the same deadline. A copy
+// cannot go on after a deadline fires (it would lose what it had read and
+// not yet written): the socket's fires no sooner than the one asked for.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.applyWriteDeadline(false); err != nil {
+		return 0, err
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
 }
 
 // CloseWrite shuts down the socket's writing side, so that net/http can

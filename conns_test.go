@@ -718,6 +718,75 @@ func TestADeadlineThatFiresEarlyEndsNoReadOrWrite(t *testing.T) {
 	})
 }
 
+func TestACopyGetsADeadlineThatCannotFireEarly(t *testing.T) {
+	// io.Copy to a ResponseWriter reads a chunk, then writes it: cut by a
+	// deadline, it would lose the chunk's rest. The socket's deadline, an
+	// earlier request's, is replaced before the copy by the one asked for.
+	t.Parallel()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	d := &deadlines{Conn: a}
+	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+	t0 := time.Now()
+	got := make(chan []byte, 1)
+	go func() {
+		// The first answer, then a part of the copy, then, once the
+		// earlier request's deadline is past, the rest.
+		p := make([]byte, 11)
+		io.ReadFull(b, p[:1])
+		io.ReadFull(b, p[1:])
+		time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
+		rest, _ := io.ReadAll(b)
+		got <- append(p, rest...)
+	}()
+	c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetWriteDeadline(t0.Add(time.Minute))
+	body := bytes.Repeat([]byte("0123456789"), 10000)
+	var n int64
+	copied := make(chan error, 1)
+	go func() {
+		var err error
+		n, err = c.ReadFrom(io.LimitReader(bytes.NewReader(body), int64(len(body)))) // no WriteTo: copied chunk by chunk
+		copied <- err
+	}()
+	if err := receive(t, copied, "end of the copy"); n != int64(len(body)) || err != nil {
+		t.Fatalf("copied %d bytes, %v: want %d", n, err, len(body))
+	}
+	a.Close()
+	if p := receive(t, got, "the reader"); string(p) != "1"+string(body) {
+		t.Errorf("the reader got %d bytes, not what was sent (%d)", len(p), 1+len(body))
+	}
+	if want := []time.Time{t0.Add(10*time.Millisecond + deadlineSlack), t0.Add(time.Minute + deadlineSlack)}; !sameTimes(d.writes, want) {
+		t.Errorf("deadlines set %v, want %v", d.writes, want)
+	}
+}
+
+func TestADeadlineSetWhileAReadWaitsEndsIt(t *testing.T) {
+	// net.Conn's rule: a deadline applies to a read already waiting.
+	t.Parallel()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	d := &deadlines{Conn: a}
+	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // the read waits, under no deadline
+	due := time.Now().Add(10 * time.Millisecond)
+	c.SetReadDeadline(due)
+	if err := receive(t, read, "end of the read"); !isTimeout(err) {
+		t.Errorf("the read ended with %v, want a time-out", err)
+	}
+	if want := []time.Time{due.Add(deadlineSlack)}; !sameTimes(d.reads, want) {
+		t.Errorf("deadlines set %v, want %v", d.reads, want)
+	}
+}
+
 func TestADeadlineThatFiresOnTimeEndsTheRead(t *testing.T) {
 	// A socket's deadline that fires at the one asked for, or later, is
 	// that one's: the read ends, and nothing more is set.

@@ -115,21 +115,22 @@ the log's counts never reset|conns.go|s/l.cut.Swap(0), "refused", l.refused.Swap
 the log's clock never advanced|conns.go|s/!l.logged.CompareAndSwap(last, now)/false/
 write deadlines ignored|conns.go|/^\tc.wantWrite = c.l.at(t)$/d
 the write deadline never set|conns.go|s/if err := c.Conn.SetWriteDeadline(c.l.time(set)); err != nil {/if err := error(nil); err != nil {/
-the deadlines set without slack|conns.go|s/return want + int64(deadlineSlack)$/return want/
+the deadlines set without slack|conns.go|s/return want + min(int64(deadlineSlack), math.MaxInt64-want)/return want/
 the deadline set forgotten|conns.go|/^\tc.setWrite = set$/d
 the read deadline never set|conns.go|s/if err := c.Conn.SetReadDeadline(c.l.time(set)); err != nil {/if err := error(nil); err != nil {/
-a deadline in the past never set at once|conns.go|s/\tif d < 0 \&\& c.reading.Load() {/\tif false {/
-a deadline in the past set while no read waits|conns.go|s/\tif d < 0 \&\& c.reading.Load() {/\tif d < 0 {/
+a deadline asked for while a read waits not set at once|conns.go|s/^\tif c.reading.Load() {$/\tif false {/
+every deadline asked for set at once|conns.go|s/^\tif c.reading.Load() {$/\tif true {/
 a read under a deadline in the past reaches the socket|conns.go|s/if c.wantRead.Load() < 0 {/if false {/
 a read never marked waiting|conns.go|/^\tc.reading.Store(true)$/d
-a deadline that fired early ends the read or write|conns.go|s/return err != nil \&\& isTimeout(err) \&\& want >= 0/return false \&\& want >= 0/
-a write that fired early starts again from its first byte|conns.go|s/^\t\tp = p\[n:\]$/\t\t_ = p[n:]/
-a read's deadline that fired early kept|conns.go|/^\t\tc.setRead.Store(expired)$/d
+a deadline that fired early ends the read or write|conns.go|s/return errors.Is(err, os.ErrDeadlineExceeded) \&\& firesSooner(want, set)/return false/
+a write that fired early starts again from its first byte|conns.go|s/c.Conn.Write(p\[written:\])/c.Conn.Write(p)/
+a read's deadline that fired early kept|conns.go|/^\t\tc.setRead.CompareAndSwap(set, expired)/d
 a write's deadline that fired early kept|conns.go|/^\t\tc.setWrite = expired$/d
 a deadline at the end of time overflowing|conns.go|s/return want + min(int64(deadlineSlack), math.MaxInt64-want)/return want + int64(deadlineSlack)/
 a deadline that would fire too late kept|conns.go|s/\tcase set != 0 \&\& set-want <= int64(deadlineSlack):/\tcase set != 0:/
 a deadline in the past kept for a later one|conns.go|s/\tcase set < 0: \/\/ it has fired, or was in the past/\tcase false:/
-io.Copy to a ResponseWriter under no deadline|conns.go|s/^\treturn c.writing(func() (int64, error) {$/\treturn func(write func() (int64, error)) (int64, error) { return write() }(func() (int64, error) {/
+io.Copy to a ResponseWriter under no deadline|conns.go|/^func (c \*conn) ReadFrom/,/^}/s/c.applyWriteDeadline(false)/error(nil)/
+a copy under a deadline that may fire early|conns.go|/^func (c \*conn) ReadFrom/,/^}/s/c.applyWriteDeadline(false)/c.applyWriteDeadline(true)/
 no CloseWrite for net/http|conns.go|s/^func (c \*conn) CloseWrite() error {/func (c *conn) closeWrite() error {/
 the cap cuts the state it sees, not the one it chose|conns.go|s/if v.state.CompareAndSwap(s, cut) {/if v.state.CompareAndSwap(v.state.Load(), cut) {/
 the idle hook stores over a cut|conns.go|s/for s := c.state.Load(); s\&whatMask != cut; s = c.state.Load() {/for s := c.state.Load(); ; s = c.state.Load() {/
