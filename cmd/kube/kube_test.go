@@ -402,6 +402,39 @@ func spread(t *testing.T, ctx context.Context, k *kube, nodes int) []pod {
 	}
 }
 
+// crowd moves pods onto node until it holds all but one of them, and
+// returns the pods: one at a time, the others' nodes cordoned while the
+// Deployment replaces it.
+func crowd(t *testing.T, ctx context.Context, k *kube, node string) []pod {
+	t.Helper()
+	for try := 0; ; try++ {
+		ps, err := k.waitServing(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(ps, func(p pod) bool { return p.Node != node })
+		if byNode(ps)[node] >= len(ps)-1 && i >= 0 {
+			return ps
+		}
+		if try == len(ps) {
+			t.Fatalf("pods %v on nodes %v: want all but one on %s", names(ps), byNode(ps), node)
+		}
+		if i < 0 { // all on node: spread them first
+			ps = spread(t, ctx, k, 2)
+			continue
+		}
+		other := ps[i].Node
+		if _, err := k.kubectlOut(ctx, "cordon", other); err != nil {
+			t.Fatal(err)
+		}
+		_, err = k.kubectlOut(ctx, "delete", "pod", ps[i].Name)
+		k.kubectlOut(context.WithoutCancel(ctx), "uncordon", other)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDrainUnderLoadLosesNothingAndTheBudgetHolds(t *testing.T) {
 	ctx := context.Background()
 	k, _ := deploy(t, ctx)
@@ -599,8 +632,9 @@ func TestAFloodOnOnePodLeavesItReadyAndServing(t *testing.T) {
 func TestANetworkPartitionOfANode(t *testing.T) {
 	ctx := context.Background()
 	k, _ := deploy(t, ctx)
-	ps := spread(t, ctx, k, 2)
 	const node = "node-2" // node-1 carries this machine's route to the Services
+	// The hardest cut for the front door: all but one of the pods lost.
+	ps := crowd(t, ctx, k, node)
 	lost := slices.DeleteFunc(slices.Clone(ps), func(p pod) bool { return p.Node != node })
 	ls := startLoads(t, ctx, k, pacedLoad)
 	time.Sleep(time.Second)

@@ -31,8 +31,9 @@ type route struct {
 				ExtensionRef struct{ Group, Kind, Name string } `json:"extensionRef"`
 			} `json:"filters"`
 			BackendRefs []struct {
-				Name string `json:"name"`
-				Port int32  `json:"port"`
+				Group string `json:"group"`
+				Kind  string `json:"kind"`
+				Name  string `json:"name"`
 			} `json:"backendRefs"`
 		} `json:"rules"`
 	} `json:"spec"`
@@ -53,10 +54,9 @@ func TestTheRouteRetriesOnlyIdempotentMethods(t *testing.T) {
 	if len(r.Spec.Rules) != 2 {
 		t.Fatalf("%d rules, want 2: the idempotent methods with retries, the rest without", len(r.Spec.Rules))
 	}
-	port := m.service.Spec.Ports[0].Port
 	for i, rule := range r.Spec.Rules {
-		if len(rule.BackendRefs) != 1 || rule.BackendRefs[0].Name != m.service.Name || rule.BackendRefs[0].Port != port {
-			t.Errorf("rule %d sends to %v, want the Service %s port %d", i, rule.BackendRefs, m.service.Name, port)
+		if b := rule.BackendRefs; len(b) != 1 || b[0].Group != "traefik.io" || b[0].Kind != "TraefikService" || b[0].Name != m.service.Name {
+			t.Errorf("rule %d sends to %v, want the TraefikService %s", i, b, m.service.Name)
 		}
 		for _, match := range rule.Matches {
 			if match.Path.Type != "PathPrefix" || match.Path.Value != "/" {
@@ -94,6 +94,39 @@ func TestTheRouteRetriesOnlyIdempotentMethods(t *testing.T) {
 	// to 4 times in a row (retry.yaml).
 	if retry.Kind != "Middleware" || retry.Spec.Retry.Attempts < 5 {
 		t.Errorf("retry.yaml: %s with %d attempts, want a Middleware with at least 5", retry.Kind, retry.Spec.Retry.Attempts)
+	}
+	// The TraefikService: the Service's port, a pod Traefik cannot reach
+	// out of the round robin at its first failure, for a while.
+	var ts struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name      string            `json:"name"`
+			Namespace string            `json:"namespace"`
+			Labels    map[string]string `json:"labels"`
+		} `json:"metadata"`
+		Spec struct {
+			Weighted struct {
+				Services []struct {
+					Name               string `json:"name"`
+					Port               int32  `json:"port"`
+					PassiveHealthCheck *struct {
+						MaxFailedAttempts int    `json:"maxFailedAttempts"`
+						FailureWindow     string `json:"failureWindow"`
+					} `json:"passiveHealthCheck"`
+				} `json:"services"`
+			} `json:"weighted"`
+		} `json:"spec"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(read(t, "deploy/kubernetes/gateway/traefikservice.yaml")), &ts); err != nil {
+		t.Fatal(err)
+	}
+	services := ts.Spec.Weighted.Services
+	if ts.APIVersion != "traefik.io/v1alpha1" || ts.Kind != "TraefikService" || ts.Metadata.Name != m.service.Name || ts.Metadata.Namespace != m.namespace.Name || len(services) != 1 {
+		t.Fatalf("traefikservice.yaml: %s %s/%s with %d services, want the TraefikService %s/%s of one", ts.Kind, ts.Metadata.Namespace, ts.Metadata.Name, len(services), m.namespace.Name, m.service.Name)
+	}
+	if s := services[0]; s.Name != m.service.Name || s.Port != m.service.Spec.Ports[0].Port || s.PassiveHealthCheck == nil || s.PassiveHealthCheck.MaxFailedAttempts != 1 || s.PassiveHealthCheck.FailureWindow == "" {
+		t.Errorf("traefikservice.yaml sends to %s port %d, passive health check %+v; want the Service %s port %d, a pod out at its first failure for a window", s.Name, s.Port, s.PassiveHealthCheck, m.service.Name, m.service.Spec.Ports[0].Port)
 	}
 	var k struct{ Resources []string }
 	if err := yaml.Unmarshal([]byte(read(t, "deploy/kubernetes/gateway/Kustomization")), &k); err != nil {
