@@ -171,8 +171,10 @@ func TestTheFrontDoorRetriesOnlyIdempotentRequests(t *testing.T) {
 	if _, _, err := k.kubectlIn(ctx, objects, "create", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
-	patch := `[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/name", "value": "half-dead"},
-		{"op": "replace", "path": "/spec/rules/1/backendRefs/0/name", "value": "half-dead"}]`
+	// The Service itself, not through a TraefikService: the retries alone,
+	// without the passive health check that would drop the dead endpoints.
+	patch := `[{"op": "replace", "path": "/spec/rules/0/backendRefs/0", "value": {"name": "half-dead", "port": 80}},
+		{"op": "replace", "path": "/spec/rules/1/backendRefs/0", "value": {"name": "half-dead", "port": 80}}]`
 	if _, err := k.kubectlOut(ctx, "patch", "httproute", "whoami", "--type", "json", "-p", patch); err != nil {
 		t.Fatal(err)
 	}
