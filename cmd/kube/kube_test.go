@@ -420,7 +420,7 @@ func crowd(t *testing.T, ctx context.Context, k *kube, node string) []pod {
 			t.Fatalf("pods %v on nodes %v: want all but one on %s", names(ps), byNode(ps), node)
 		}
 		if i < 0 { // all on node: spread them first
-			ps = spread(t, ctx, k, 2)
+			spread(t, ctx, k, 2)
 			continue
 		}
 		other := ps[i].Node
