@@ -681,17 +681,7 @@ func TestADeadlineThatFiresEarlyEndsNoReadOrWrite(t *testing.T) {
 		d := &deadlines{Conn: a}
 		c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
 		t0 := time.Now()
-		got := make(chan []byte, 1)
-		go func() {
-			// The first answer, then a part of the second, then, once the
-			// socket's deadline has fired, the rest.
-			p := make([]byte, 11)
-			io.ReadFull(b, p[:1])
-			io.ReadFull(b, p[1:])
-			time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
-			rest, _ := io.ReadAll(b)
-			got <- append(p, rest...)
-		}()
+		got := lateReader(b, t0)
 		c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
 		if _, err := c.Write([]byte("1")); err != nil {
 			t.Fatal(err)
@@ -718,6 +708,24 @@ func TestADeadlineThatFiresEarlyEndsNoReadOrWrite(t *testing.T) {
 	})
 }
 
+// lateReader reads from b, for a connection whose socket got a deadline
+// from a write at t0 under one 10 ms away: that first byte, then 10 bytes
+// of what follows, then, once that deadline has fired (t0 and
+// deadlineSlack, and 300 ms more), the rest until b ends; and sends all
+// it read.
+func lateReader(b net.Conn, t0 time.Time) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		p := make([]byte, 11)
+		io.ReadFull(b, p[:1])
+		io.ReadFull(b, p[1:])
+		time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
+		rest, _ := io.ReadAll(b)
+		got <- append(p, rest...)
+	}()
+	return got
+}
+
 func TestACopyGetsADeadlineThatCannotFireEarly(t *testing.T) {
 	// io.Copy to a ResponseWriter reads a chunk, then writes it: cut by a
 	// deadline, it would lose the chunk's rest. The socket's deadline, an
@@ -728,17 +736,7 @@ func TestACopyGetsADeadlineThatCannotFireEarly(t *testing.T) {
 	d := &deadlines{Conn: a}
 	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
 	t0 := time.Now()
-	got := make(chan []byte, 1)
-	go func() {
-		// The first answer, then a part of the copy, then, once the
-		// earlier request's deadline is past, the rest.
-		p := make([]byte, 11)
-		io.ReadFull(b, p[:1])
-		io.ReadFull(b, p[1:])
-		time.Sleep(time.Until(t0.Add(deadlineSlack + 300*time.Millisecond)))
-		rest, _ := io.ReadAll(b)
-		got <- append(p, rest...)
-	}()
+	got := lateReader(b, t0)
 	c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
 	if _, err := c.Write([]byte("1")); err != nil {
 		t.Fatal(err)
