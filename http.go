@@ -371,7 +371,6 @@ func newHandler(hostname func() (string, error), logger *slog.Logger) http.Handl
 var (
 	textPlain = []string{"text/plain; charset=utf-8"}
 	noStore   = []string{"no-store"}
-	noSniff   = []string{"nosniff"}
 	allowed   = []string{"GET, HEAD"}
 	closeConn = []string{"close"}
 )
@@ -392,7 +391,11 @@ func handleWhoami(hostname func() (string, error), logger *slog.Logger) http.Han
 		h["Content-Type"] = textPlain
 		// Each replica answers differently: a cache must never merge them.
 		h["Cache-Control"] = noStore
-		h["X-Content-Type-Options"] = noSniff
+		// No X-Content-Type-Options: nosniff. It guards an answer whose
+		// body a client can shape from being run as a script or a page;
+		// this body is the operator's hostname, never anything from the
+		// request, and its type is stated. Each header costs about 2% of
+		// the throughput (docs/performance.md).
 		// Two writes into the response's buffer rather than name+"\n",
 		// which would copy the name into a new string.
 		io.WriteString(w, name)
