@@ -17,23 +17,14 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"whoami/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("bench", run) }
 
 // options is what make bench passes.
 type options struct {
@@ -45,7 +36,16 @@ type options struct {
 	out                           string
 }
 
-func run(ctx context.Context, args []string, progress io.Writer) error {
+const usage = `Usage: bench [flags]
+
+Measures the images, the builds, the container's life cycle and the service
+under load, and writes the report (make bench passes every flag).
+
+Flags:
+`
+
+// run prints its progress to stderr, the report goes to -out.
+func run(ctx context.Context, args []string, stdout, progress io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
 	fs.StringVar(&o.golang, "golang", "", "the golang base image of both Dockerfiles")
@@ -59,11 +59,15 @@ func run(ctx context.Context, args []string, progress io.Writer) error {
 	fs.IntVar(&o.restartRuns, "restart-runs", 3, "rolling restarts through the balancer")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "each wrk run")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "the report")
-	if err := fs.Parse(args); err != nil {
+	args, err := cli.Parse(fs, args, stdout, usage)
+	if err != nil {
 		return err
 	}
+	if len(args) > 0 {
+		return cli.Usagef("unexpected argument %q", args[0])
+	}
 	if o.golang == "" || o.single == "" || o.multi == "" || o.binary == "" || o.port == "" {
-		return errors.New("-golang, -single, -multi, -binary and -port are required (make bench passes them)")
+		return cli.Usagef("-golang, -single, -multi, -binary and -port are required (make bench passes them)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("make bench needs wrk: apt-get install wrk, or provision/provision.sh bench as root")

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/probe"
 	"whoami/internal/registry"
 )
@@ -105,8 +105,8 @@ func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, e
 		ref = r
 		// The nodes' loopback is their own: the cluster's script pulls from
 		// the registry on this machine into each node, as `kind load` does.
-		if out, err := exec.CommandContext(ctx, d.cluster, "load", ref).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s load %s: %v: %s", d.cluster, ref, err, strings.TrimSpace(string(out)))
+		if _, _, err := k.exec(ctx, command.Cmd{Name: d.cluster, Args: []string{"load", ref}}); err != nil {
+			return err
 		}
 		var out string
 		out, warnings, err = k.kubectl(ctx, "apply", "-k", dir)
@@ -299,17 +299,17 @@ func (ls loads) Bodies() map[string]int {
 }
 
 func rollout(ctx context.Context, k *kube, clients int) error {
-	load, err := k.startLoads(ctx, probe.Options{Clients: clients})
+	ls, err := k.startLoads(ctx, probe.Options{Clients: clients})
 	if err != nil {
 		return err
 	}
-	defer load.Stop()
+	defer ls.Stop()
 	k.printf("==> kubectl rollout restart deployment/whoami, while %d clients load the Service and %d the front door\n", clients, clients)
 	old, took, gone, err := k.rolloutUnderLoad(ctx)
 	if err != nil {
 		return err
 	}
-	load.Stop()
+	ls.Stop()
 	ps, err := k.pods(ctx)
 	if err != nil {
 		return err
@@ -319,9 +319,9 @@ func rollout(ctx context.Context, k *kube, clients int) error {
 	for i := range old {
 		old[i].Gone = true
 	}
-	printPods(k.out, append(old, ps...), load.Bodies())
+	printPods(k.out, append(old, ps...), ls.Bodies())
 	k.printf("\n")
-	return reportLoad(k, load, clients)
+	return reportLoad(k, ls, clients)
 }
 
 // reportLoad prints the counts of each load and fails if a request failed.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os/exec"
 	"slices"
 	"sync"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/probe"
 )
 
@@ -56,15 +56,8 @@ func (k *kube) watchServing(ctx context.Context) (stop func() int) {
 func (k *kube) drainNode(ctx context.Context, node string) (took time.Duration, fewest int, err error) {
 	stop := k.watchServing(ctx)
 	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, "kubectl", "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "3m")
-	cmd.Stdout, cmd.Stderr = k.out, k.out
-	err = cmd.Run()
-	took = time.Since(t0)
-	fewest = stop()
-	if err != nil {
-		return took, fewest, fmt.Errorf("kubectl drain %s: %v", node, err)
-	}
-	return took, fewest, nil
+	_, _, err = k.exec(ctx, command.Cmd{Name: "kubectl", Args: []string{"drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "3m"}, Stream: k.out})
+	return time.Since(t0), stop(), err
 }
 
 func drain(ctx context.Context, k *kube, node string, clients int) error {
@@ -80,11 +73,11 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	}
 	k.printf("==> the pods before\n")
 	printPods(k.out, ps, nil)
-	load, err := k.startLoads(ctx, probe.Options{Clients: clients})
+	ls, err := k.startLoads(ctx, probe.Options{Clients: clients})
 	if err != nil {
 		return err
 	}
-	defer load.Stop()
+	defer ls.Stop()
 	// Uncordon even if the drain fails: never leave a node unschedulable.
 	defer k.kubectlOut(context.WithoutCancel(ctx), "uncordon", node)
 
@@ -101,7 +94,7 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 		return err
 	}
 	k.printf("\ndrained %s in %.1f s; never fewer than %d pods Ready meanwhile\n", node, took.Seconds(), fewest)
-	printPods(k.out, ps, load.Bodies())
+	printPods(k.out, ps, ls.Bodies())
 
 	k.printf("\n==> kubectl uncordon %s, then kubectl rollout restart to spread the pods again\n", node)
 	if _, err := k.kubectlOut(ctx, "uncordon", node); err != nil {
@@ -110,11 +103,11 @@ func drain(ctx context.Context, k *kube, node string, clients int) error {
 	if _, _, _, err := k.rolloutUnderLoad(ctx); err != nil {
 		return err
 	}
-	load.Stop()
+	ls.Stop()
 	if ps, err = k.pods(ctx); err != nil {
 		return err
 	}
-	printPods(k.out, ps, load.Bodies())
+	printPods(k.out, ps, ls.Bodies())
 	k.printf("\n")
-	return reportLoad(k, load, clients)
+	return reportLoad(k, ls, clients)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"whoami/internal/command"
 )
 
 // kube is kubectl for one namespace, and the ways into its whoami.
@@ -21,6 +22,17 @@ type kube struct {
 	// set, is the Host its route matches (the tests route by it, so that
 	// they and the demo can share the Gateway).
 	frontDoor, host string
+	// run runs kubectl and the cluster's script; nil is a process (the
+	// unit tests give a fake cluster).
+	run command.Runner
+}
+
+// exec runs c with k.run.
+func (k *kube) exec(ctx context.Context, c command.Cmd) (stdout, stderr string, err error) {
+	if k.run == nil {
+		return command.Exec{}.Run(ctx, c)
+	}
+	return k.run.Run(ctx, c)
 }
 
 // kubectl runs kubectl with args in the namespace and returns its standard
@@ -32,14 +44,8 @@ func (k *kube) kubectl(ctx context.Context, args ...string) (stdout, warnings st
 
 // kubectlIn is kubectl with stdin as its standard input.
 func (k *kube) kubectlIn(ctx context.Context, stdin string, args ...string) (stdout, warnings string, err error) {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--namespace", k.namespace}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(e.String()))
-	}
-	return strings.TrimSpace(o.String()), strings.TrimSpace(e.String()), nil
+	stdout, warnings, err = k.exec(ctx, command.Cmd{Name: "kubectl", Args: append([]string{"--namespace", k.namespace}, args...), Stdin: stdin})
+	return strings.TrimSpace(stdout), warnings, err
 }
 
 // kubectlOut is kubectl's output, its warnings dropped.
@@ -58,7 +64,7 @@ func (k *kube) printf(format string, args ...any) {
 func (k *kube) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := exec.LookPath("kubectl"); err != nil {
+	if _, err := exec.LookPath("kubectl"); err != nil && k.run == nil {
 		return fmt.Errorf("no kubectl on PATH: run make k8s-up, then eval \"$(make -s k8s-env)\" (the make k8s-* targets set it themselves)")
 	}
 	if _, err := k.kubectlOut(ctx, "get", "--raw", "/readyz"); err != nil {

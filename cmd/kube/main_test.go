@@ -6,29 +6,25 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"whoami/internal/cli/clitest"
 )
 
 // The unit tests: what the tool decides and prints without a cluster (the
 // cluster tests, tag cluster, do the rest).
 
-func TestBadArgumentsGetOneLine(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "want one command, demo, rollout or drain"},
-		{[]string{"demo", "rollout"}, "want one command"},
-		{[]string{"deploy"}, `unknown command "deploy"`},
-		{[]string{"demo", "-nope"}, "flag provided but not defined: -nope (see kube -h)"},
-		{[]string{"demo", "-n", "0"}, "-n must be at least 1"},
-		{[]string{"rollout", "-clients", "-1"}, "-clients at least 0"},
-	} {
-		var out bytes.Buffer
-		err := run(t.Context(), tc.args, &out)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
-		}
-	}
+func TestTheCommandLine(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none")) // nothing past the command line reaches a cluster
+	clitest.Check(t, "kube", run,
+		clitest.Case{Args: nil, Code: 2, Stderr: "kube: want one command, demo, rollout or drain (see kube -h)\n"},
+		clitest.Case{Args: []string{"demo", "rollout"}, Code: 2, Stderr: "kube: demo takes 0 argument(s)"},
+		clitest.Case{Args: []string{"deploy"}, Code: 2, Stderr: `kube: unknown command "deploy"`},
+		clitest.Case{Args: []string{"demo", "-h"}, Code: 0, Stdout: "Usage: kube "},
+		clitest.Case{Args: []string{"demo", "-n", "0"}, Code: 2, Stderr: "kube: -n must be at least 1"},
+		clitest.Case{Args: []string{"-n", "0", "demo"}, Code: 2, Stderr: "kube: -n must be at least 1"},
+		clitest.Case{Args: []string{"rollout", "-clients", "-1"}, Code: 2, Stderr: "kube: -n must be at least 1, -clients at least 0"},
+		clitest.Case{Args: []string{"demo"}, Code: 2, Stderr: "kube: demo needs -image"},
+	)
 }
 
 func TestAReferenceWithoutTagIsRefused(t *testing.T) {

@@ -4,55 +4,54 @@
 //	registry ping HOST     exit 0 if the registry at HOST answers and takes them
 //	registry has REF       exit 0 if it holds REF (HOST/NAME:TAG or @DIGEST), 1 if not
 //
-// Anything else that goes wrong prints one line and exits 2.
+// As every tool in cmd/ (internal/cli): anything that goes wrong prints one
+// line and exits 1 (2 for a wrong command line).
 package main
 
 import (
 	"context"
 	"errors"
-	"fmt"
+	"flag"
 	"io"
-	"os"
 	"time"
 
+	"whoami/internal/cli"
 	"whoami/internal/registry"
 )
 
-const usage = "usage: registry ping HOST | registry has HOST/NAME:TAG"
+const usage = `Usage: registry ping HOST | registry has HOST/NAME:TAG
 
-func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+  ping  exit 0 if the registry at HOST answers and takes docker login's
+        credentials
+  has   exit 0 if the registry holds the image, 1 (and nothing printed) if
+        not
+
+Flags: none
+`
+
+func main() { cli.Main("registry", run) }
+
+func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
-}
-
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "registry: %v\n", err)
-		return 2
+	args, err := cli.Parse(flag.NewFlagSet("registry", flag.ContinueOnError), args, stdout, usage)
+	if err != nil {
+		return err
 	}
-	if len(args) != 2 {
-		return fail(errors.New(usage))
+	cmd, rest, err := cli.Command(args, 1, "ping", "has")
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "ping":
-		if err := (&registry.Client{Host: args[1]}).Ping(ctx); err != nil {
-			return fail(err)
-		}
-	case "has":
-		ref, err := registry.ParseRef(args[1])
-		if err != nil {
-			return fail(err)
-		}
-		_, err = (&registry.Client{Host: ref.Host}).Digest(ctx, ref)
-		if errors.Is(err, registry.ErrNotFound) {
-			return 1
-		}
-		if err != nil {
-			return fail(err)
-		}
-	default:
-		return fail(fmt.Errorf("unknown command %q: %s", args[0], usage))
+	if cmd == "ping" {
+		return (&registry.Client{Host: rest[0]}).Ping(ctx)
 	}
-	return 0
+	ref, err := registry.ParseRef(rest[0])
+	if err != nil {
+		return cli.Usagef("%v", err)
+	}
+	_, err = (&registry.Client{Host: ref.Host}).Digest(ctx, ref)
+	if errors.Is(err, registry.ErrNotFound) {
+		return cli.ErrNo
+	}
+	return err
 }

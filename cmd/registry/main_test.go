@@ -1,31 +1,39 @@
 package main
 
 import (
-	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"whoami/internal/cli/clitest"
 )
 
-// Bad arguments, and a registry where nothing listens: one line, exit 2
-// (1 is kept for "the registry does not hold it").
-func TestBadInputExitsTwoWithOneLine(t *testing.T) {
+// The command line, then the answers of a registry in the test process
+// that holds one tag: yes (0), no (1 and silent), trouble (1 and a line).
+func TestTheCommandLine(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "usage: registry ping HOST"},
-		{[]string{"has"}, "usage:"},
-		{[]string{"list", "x"}, `unknown command "list"`},
-		{[]string{"has", "whoami:1.0"}, "no registry host"},
-		{[]string{"has", "127.0.0.1:1/whoami:1.0"}, "connection refused"},
-		{[]string{"ping", "127.0.0.1:1"}, "connection refused"},
-	} {
-		var out bytes.Buffer
-		code := run(t.Context(), tc.args, &out)
-		if code != 2 || !strings.HasPrefix(out.String(), "registry: ") || !strings.Contains(out.String(), tc.want) ||
-			strings.Count(out.String(), "\n") != 1 {
-			t.Errorf("run(%q) = %d, %q; want 2 and one line with %q", tc.args, code, out.String(), tc.want)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+		case "/v2/whoami/manifests/v1":
+			w.Header().Set("Docker-Content-Digest", "sha256:0f")
+			w.Write([]byte(`{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+		default:
+			http.NotFound(w, r)
 		}
-	}
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	clitest.Check(t, "registry", run,
+		clitest.Case{Args: nil, Code: 2, Stderr: "registry: want one command, ping or has (see registry -h)\n"},
+		clitest.Case{Args: []string{"has"}, Code: 2, Stderr: "registry: has takes 1 argument(s), not 0"},
+		clitest.Case{Args: []string{"list", "x"}, Code: 2, Stderr: `registry: unknown command "list"`},
+		clitest.Case{Args: []string{"has", "whoami:1.0"}, Code: 2, Stderr: `registry: image "whoami:1.0": no registry host`},
+		clitest.Case{Args: []string{"has", "127.0.0.1:1/whoami:1.0"}, Code: 1, Stderr: "registry: "},
+		clitest.Case{Args: []string{"ping", "127.0.0.1:1"}, Code: 1, Stderr: "registry: "},
+		clitest.Case{Args: []string{"ping", host}, Code: 0},
+		clitest.Case{Args: []string{"has", host + "/whoami:v1"}, Code: 0},
+		clitest.Case{Args: []string{"has", host + "/whoami:v2"}, Code: 1},
+	)
 }

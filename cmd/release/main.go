@@ -19,24 +19,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
+	"whoami/internal/cli"
+	"whoami/internal/command"
 	"whoami/internal/registry"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "release: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("release", run) }
 
 // options is what one release is made of.
 type options struct {
@@ -63,7 +55,6 @@ func (o options) hostAndRepo() (host, repo string) {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("release", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	var o options
 	var platforms string
 	fs.StringVar(&o.registry, "registry", "", "the registry to push to: host:port, with a namespace if need be (host:port/team); make release passes .env's REGISTRY")
@@ -75,23 +66,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
 	fs.StringVar(&o.dir, "C", ".", "the repository to build (a git work tree)")
 	fs.BoolVar(&o.allowDirty, "allow-dirty", false, "release uncommitted changes too, labelled as such (revision <commit>-dirty)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "Usage: release [flags]\n\nBuilds Dockerfile for several platforms and pushes one attested index.\n\nFlags:")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return nil
-		}
-		return fmt.Errorf("%v (see release -h)", err)
+	args, err := cli.Parse(fs, args, stdout, "Usage: release [flags]\n\nBuilds Dockerfile for several platforms and pushes one attested index.\n\nFlags:\n")
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see release -h)", fs.Arg(0))
+	if len(args) > 0 {
+		return cli.Usagef("unexpected argument %q", args[0])
 	}
 	if o.version == "" {
-		return errors.New("-version is required (make release passes git describe)")
+		return cli.Usagef("-version is required (make release passes git describe)")
 	}
 	if o.registry == "" || o.builder == "" || o.generator == "" || platforms == "" {
-		return errors.New("-registry, -builder, -sbom-generator and -platforms are required (make release passes them from .env)")
+		return cli.Usagef("-registry, -builder, -sbom-generator and -platforms are required (make release passes them from .env)")
 	}
 	o.platforms = strings.Split(platforms, ",")
 	if err := checkPlatforms(ctx, o.platforms); err != nil {
@@ -99,9 +85,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// What is built is the work tree: with uncommitted changes, the image
 	// would not be what its revision label says.
-	changes, err := exec.CommandContext(ctx, "git", "-C", o.dir, "status", "--porcelain").Output()
+	changes, _, err := command.Exec{}.Run(ctx, command.Cmd{Name: "git", Args: []string{"-C", o.dir, "status", "--porcelain"}})
 	if err != nil {
-		return fmt.Errorf("git status in %s: %v: a release is built from a git work tree", o.dir, err)
+		return fmt.Errorf("%v: a release is built from a git work tree", err)
 	}
 	if o.dirty = len(changes) > 0; o.dirty && !o.allowDirty {
 		return errors.New("the work tree has uncommitted changes (git status): commit them, or release them labelled as dirty with make release ALLOW_DIRTY=1")
@@ -111,8 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := r.Ping(ctx); err != nil {
 		return fmt.Errorf("no registry answers at %s (%v): run make docker-ready, which starts the project's own, or set REGISTRY", host, err)
 	}
-	if out, err := exec.CommandContext(ctx, "docker", "buildx", "inspect", o.builder).CombinedOutput(); err != nil {
-		return fmt.Errorf("no buildx builder %q (%s): run make docker-ready, which starts a current BuildKit and creates it", o.builder, firstLine(out))
+	if _, _, err := (command.Exec{}).Run(ctx, command.Cmd{Name: "docker", Args: []string{"buildx", "inspect", o.builder}}); err != nil {
+		return fmt.Errorf("no buildx builder %q (%s): run make docker-ready, which starts a current BuildKit and creates it", o.builder, firstLine(err.Error()))
 	}
 	fmt.Fprintf(stdout, "==> building %s for %s\n", o.ref(), strings.Join(o.platforms, ", "))
 	digest, err := build(ctx, o, stderr)
@@ -134,11 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // holds one static Linux binary, cross-compiled by the build stage. A
 // variant is one Go builds for: arm's v5-v7 (GOARM) or arm64's v8.
 func checkPlatforms(ctx context.Context, platforms []string) error {
-	out, err := exec.CommandContext(ctx, "go", "tool", "dist", "list").Output()
+	out, _, err := command.Exec{}.Run(ctx, command.Cmd{Name: "go", Args: []string{"tool", "dist", "list"}})
 	if err != nil {
-		return fmt.Errorf("go tool dist list: %v", err)
+		return err
 	}
-	goPlatforms := strings.Fields(string(out))
+	goPlatforms := strings.Fields(out)
 	for _, p := range platforms {
 		parts := strings.Split(p, "/")
 		ok := len(parts) >= 2 && parts[0] == "linux" && slices.Contains(goPlatforms, parts[0]+"/"+parts[1])
@@ -146,7 +132,7 @@ func checkPlatforms(ctx context.Context, platforms []string) error {
 			ok = ok && slices.Contains(variants[parts[1]], parts[2])
 		}
 		if !ok || len(parts) > 3 {
-			return fmt.Errorf("unsupported platform %q in PLATFORMS: want Linux platforms Go builds for, such as PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7", p)
+			return cli.Usagef("unsupported platform %q in PLATFORMS: want Linux platforms Go builds for, such as PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7", p)
 		}
 	}
 	return nil
@@ -161,14 +147,13 @@ var variants = map[string][]string{"arm": {"v5", "v6", "v7"}, "arm64": {"v8"}}
 func build(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	dir := o.dir
 	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "TZ=UTC") // the commit's time, in UTC whatever the machine's zone
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
+		// TZ: the commit's time, in UTC whatever the machine's zone.
+		out, _, err := command.Exec{}.Run(ctx, command.Cmd{Name: "git", Args: append([]string{"-C", dir}, args...), Env: []string{"TZ=UTC"}})
+		return strings.TrimSpace(out), err
 	}
 	revision, err := git("rev-parse", "HEAD")
 	if err != nil {
-		return "", fmt.Errorf("git rev-parse HEAD in %s: %v: a release is built from a commit", dir, err)
+		return "", fmt.Errorf("%v: a release is built from a commit", err)
 	}
 	if o.dirty {
 		revision += "-dirty"
@@ -197,11 +182,9 @@ func build(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	if o.noCache {
 		args = append(args, "--no-cache")
 	}
-	cmd := exec.CommandContext(ctx, "docker", append(args, dir)...)
-	cmd.Env = append(os.Environ(), "TZ=UTC", "BUILDX_NO_DEFAULT_ATTESTATIONS=1")
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker buildx build: %v (the output above says why; nothing was pushed under %s)", err, o.ref())
+	build := command.Cmd{Name: "docker", Args: append(args, dir), Env: []string{"TZ=UTC", "BUILDX_NO_DEFAULT_ATTESTATIONS=1"}, Stream: stderr}
+	if _, _, err := (command.Exec{}).Run(ctx, build); err != nil {
+		return "", fmt.Errorf("docker buildx build failed (the output above says why; nothing was pushed under %s)", o.ref())
 	}
 	b, err := os.ReadFile(metadata)
 	if err != nil {
@@ -216,7 +199,9 @@ func build(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	return md.Digest, nil
 }
 
-func firstLine(b []byte) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+// firstLine is an error's first line, where a command's ends with its
+// output's last lines.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
 }

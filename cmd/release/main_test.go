@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
+
+	"whoami/internal/cli/clitest"
 )
 
 // The unit tests: what the release tool decides before it asks Git, the
@@ -39,33 +43,27 @@ func TestCheckPlatforms(t *testing.T) {
 	}
 }
 
-// Flags that are wrong or missing stop the tool with one line before it
-// asks anything of Git, the registry or BuildKit.
-func TestBadFlagsGetOneLine(t *testing.T) {
+// Flags that are wrong or missing stop the tool with one line and exit
+// status 2 before it asks anything of Git, the registry or BuildKit.
+func TestTheCommandLine(t *testing.T) {
 	all := []string{"-registry", "127.0.0.1:1", "-builder", "b", "-sbom-generator", "g", "-platforms", "linux/amd64", "-version", "v"}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"-nope"}, "flag provided but not defined: -nope (see release -h)"},
-		{append(all, "extra"), `unexpected argument "extra"`},
-		{append(all, "-version", ""), "-version is required"},
-		{append(all, "-platforms", ""), "-registry, -builder, -sbom-generator and -platforms are required"},
-		{append(all, "-registry", ""), "-registry, -builder, -sbom-generator and -platforms are required"},
-		{append(all, "-platforms", "linux/amd64,windows/arm64"), `unsupported platform "windows/arm64"`},
-	} {
-		var out bytes.Buffer
-		err := run(t.Context(), tc.args, &out, &out)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
-		}
+	usage := func(args []string, stderr string) clitest.Case {
+		return clitest.Case{Args: args, Code: 2, Stderr: "release: " + stderr}
 	}
+	clitest.Check(t, "release", run,
+		usage(append(all, "extra"), `unexpected argument "extra"`),
+		usage(append([]string{"extra"}, all...), `unexpected argument "extra"`),
+		usage(append(all, "-version", ""), "-version is required"),
+		usage(append(all, "-platforms", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
+		usage(append(all, "-registry", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
+		usage(append(all, "-platforms", "linux/amd64,windows/arm64"), `unsupported platform "windows/arm64"`),
+	)
 }
 
 func TestHelpListsTheFlags(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"-h"}, &out, &out); err != nil {
-		t.Fatal(err)
+	if err := run(t.Context(), []string{"-h"}, &out, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("release -h: %v, want flag.ErrHelp, which exits 0", err)
 	}
 	for _, flag := range []string{"-registry", "-platforms", "-sbom-generator", "-allow-dirty"} {
 		if !strings.Contains(out.String(), flag) {

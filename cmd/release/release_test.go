@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/dockercli"
 	"whoami/internal/facts"
 	"whoami/internal/platforms"
@@ -75,7 +76,7 @@ func buildAndRun(m *testing.M) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: the release could not be built: %v\n%s\n"+
 			"Run `make docker-ready` as root: it starts the registry on 127.0.0.1:5000 and buildkitd, and creates the builder.\n",
-			err, dockercli.LastLines(out.String(), 30))
+			err, command.LastLines(out.String(), 30))
 		return 1
 	}
 	defer deleteRepo(ctx, repo, version)
@@ -390,7 +391,7 @@ func TestTwoClonesPushTheSameImages(t *testing.T) {
 		name := fmt.Sprint(repo, "-clone-", i) // one tag, in two repositories
 		var out bytes.Buffer
 		if err := run(t.Context(), withFacts("-C", dir, "-image", name, "-version", version, "-no-cache"), &out, &out); err != nil {
-			t.Fatalf("release of clone %d: %v\n%s", i, err, dockercli.LastLines(out.String(), 20))
+			t.Fatalf("release of clone %d: %v\n%s", i, err, command.LastLines(out.String(), 20))
 		}
 		t.Cleanup(func() { deleteRepo(context.Background(), name, version) })
 		rel, err := pushed(t.Context(), reg, name, version)
@@ -465,11 +466,11 @@ func TestANamespacedRegistryGetsTheImageUnderIt(t *testing.T) {
 	err := run(t.Context(), withFacts("-C", root, "-registry", env["REGISTRY"]+"/"+ns, "-image", name, "-version", version,
 		"-platforms", "linux/amd64", "-allow-dirty"), &out, &out)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, dockercli.LastLines(out.String(), 20))
+		t.Fatalf("%v\n%s", err, command.LastLines(out.String(), 20))
 	}
 	t.Cleanup(func() { deleteRepo(context.Background(), ns+"/"+name, version) })
 	if want := "pushed " + env["REGISTRY"] + "/" + ns + "/" + name + ":" + version; !strings.Contains(out.String(), want) {
-		t.Errorf("output:\n%s\nwant %q", dockercli.LastLines(out.String(), 8), want)
+		t.Errorf("output:\n%s\nwant %q", command.LastLines(out.String(), 8), want)
 	}
 	if _, err := pushed(t.Context(), reg, ns+"/"+name, version); err != nil {
 		t.Errorf("reading %s/%s:%s back: %v", ns, name, version, err)

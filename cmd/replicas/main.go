@@ -15,28 +15,18 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"whoami/internal/cli"
 	"whoami/internal/probe"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "replicas: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("replicas", run) }
 
-const usage = `Usage: replicas [flags] demo|rolling-restart
+const usage = `Usage: replicas [flags] demo|rolling-restart [flags]
 
   demo             bring the stack up (3 replicas), wait until every replica is
                    healthy, send -n requests through the balancer and print
@@ -49,32 +39,24 @@ const usage = `Usage: replicas [flags] demo|rolling-restart
 Flags:
 `
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("replicas", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	n := fs.Int("n", 30, "demo: how many requests to send")
 	replicas := fs.Int("replicas", 3, "demo: how many replicas to run")
 	clients := fs.Int("clients", 4, "rolling-restart: concurrent clients during the restart (0: no load)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	verbose := fs.Bool("v", false, "print each step as it begins")
 	asJSON := fs.Bool("json", false, "rolling-restart: print the result as JSON instead of sentences")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return nil
-		}
-		return fmt.Errorf("%v (see replicas -h)", err)
+	args, err := cli.Parse(fs, args, stdout, usage)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("want one command, demo or rolling-restart (see replicas -h)")
-	}
-	if cmd := fs.Arg(0); cmd != "demo" && cmd != "rolling-restart" {
-		return fmt.Errorf("unknown command %q: want demo or rolling-restart (see replicas -h)", cmd)
+	cmd, _, err := cli.Command(args, 0, "demo", "rolling-restart")
+	if err != nil {
+		return err
 	}
 	if *n < 1 || *replicas < 1 || *clients < 0 {
-		return errors.New("-n and -replicas must be at least 1, -clients at least 0")
+		return cli.Usagef("-n and -replicas must be at least 1, -clients at least 0")
 	}
 	// ctx ends on SIGINT or SIGTERM; the commands' own bound comes on top.
 	interrupt := ctx
@@ -89,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	switch fs.Arg(0) {
+	switch cmd {
 	case "demo":
 		err := demo(ctx, s, *replicas, *n, stdout)
 		if err != nil && interrupt.Err() != nil {

@@ -3,33 +3,26 @@ package main
 import (
 	"bytes"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"whoami/internal/cli/clitest"
 )
 
 // The unit tests: what the tool decides and prints without an engine (the
 // e2e tests drive the real stack).
 
-func TestBadArgumentsGetOneLine(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "want one command, demo or rolling-restart"},
-		{[]string{"demo", "rolling-restart"}, "want one command"},
-		{[]string{"restart"}, `unknown command "restart"`},
-		{[]string{"-nope", "demo"}, "flag provided but not defined: -nope (see replicas -h)"},
-		{[]string{"-n", "0", "demo"}, "-n and -replicas must be at least 1"},
-		{[]string{"-replicas", "0", "demo"}, "-n and -replicas must be at least 1"},
-		{[]string{"-clients", "-1", "rolling-restart"}, "-clients at least 0"},
-	} {
-		var out bytes.Buffer
-		err := run(t.Context(), tc.args, &out)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
-		}
-	}
+func TestTheCommandLine(t *testing.T) {
+	clitest.Check(t, "replicas", run,
+		clitest.Case{Args: nil, Code: 2, Stderr: "replicas: want one command, demo or rolling-restart (see replicas -h)\n"},
+		clitest.Case{Args: []string{"demo", "rolling-restart"}, Code: 2, Stderr: "replicas: demo takes 0 argument(s)"},
+		clitest.Case{Args: []string{"restart"}, Code: 2, Stderr: `replicas: unknown command "restart"`},
+		clitest.Case{Args: []string{"-n", "0", "demo"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1"},
+		clitest.Case{Args: []string{"demo", "-n", "0"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1"},
+		clitest.Case{Args: []string{"demo", "-replicas", "0"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1"},
+		clitest.Case{Args: []string{"rolling-restart", "-clients", "-1"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1, -clients at least 0"},
+		clitest.Case{Args: []string{"rolling-restart", "-h"}, Code: 0, Stdout: "Usage: replicas "},
+	)
 }
 
 // What HAProxy 2.6 serves at its statistics page's ;csv, cut to the

@@ -98,14 +98,19 @@ func (s *stack) replace(ctx context.Context, old replica, n int, url string, see
 	}
 	seen[st.new.ID] = true
 	s.phase("wait until %s is healthy", st.new.Name)
+	var unhealthy error // Docker gave up on it: stop waiting
 	if err := probe.Until(ctx, time.Minute, "replica "+st.new.Name+" healthy", func(ctx context.Context) (bool, error) {
 		out, err := s.docker(ctx, "inspect", "-f", "{{.State.Health.Status}}", st.new.ID)
 		if out == "unhealthy" {
-			return false, fmt.Errorf("replica %s is unhealthy", st.new.Name)
+			unhealthy = fmt.Errorf("replica %s is unhealthy (docker inspect %s)", st.new.Name, st.new.ID)
+			return true, nil
 		}
 		return out == "healthy", err
 	}); err != nil {
 		return st, err
+	}
+	if unhealthy != nil {
+		return st, unhealthy
 	}
 	st.healthy = time.Since(t0)
 	s.phase("wait until %s answers through the balancer", st.new.Name)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/dockercli"
 	"whoami/internal/probe"
 )
@@ -31,6 +32,9 @@ type stack struct {
 	env     []string // added to the environment of docker compose
 	out     io.Writer
 	verbose bool // print each step as it begins
+	// run runs docker; nil is a process (the unit tests give a fake
+	// engine).
+	run command.Runner
 }
 
 // replica is one whoami container of the stack.
@@ -50,7 +54,7 @@ func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
 // process group of its own (so that a Ctrl-C reaches this program only),
 // and the caller then puts the stack back as it was (restore.go).
 func (s *stack) docker(ctx context.Context, args ...string) (string, error) {
-	return dockercli.Cmd{Dir: s.dir, Env: s.env, IgnoreInterrupt: true}.Run(ctx, args...)
+	return dockercli.Cmd{Dir: s.dir, Env: s.env, IgnoreInterrupt: true, Runner: s.run}.Run(ctx, args...)
 }
 
 // up starts (or scales) the stack and waits until every replica is healthy

@@ -1,22 +1,21 @@
 // Package dockercli runs the docker CLI for the project's tools and tests:
-// a command with its output and a clear error (Run), a container started
+// a command with its output and a clear error (Run, through
+// internal/command), a container started
 // and waited for (RunContainer), and what a container's cgroup knows that
 // the CLI does not show (PeakMemory). Standard library only.
 package dockercli
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/probe"
 )
 
@@ -32,6 +31,9 @@ type Cmd struct {
 	// cut short when ctx is cancelled: a Ctrl-C reaches the caller only, and
 	// the command finishes its step (bounded by Timeout).
 	IgnoreInterrupt bool
+	// Runner runs it; nil is a process, bounded by Timeout (a test gives
+	// a fake).
+	Runner command.Runner
 }
 
 // Run runs docker with args and returns its standard output, trimmed; an
@@ -43,23 +45,12 @@ func (c Cmd) Run(ctx context.Context, args ...string) (string, error) {
 
 // Output is Run with the standard output as it is (a tar stream, say).
 func (c Cmd) Output(ctx context.Context, args ...string) ([]byte, error) {
-	if c.IgnoreInterrupt {
-		ctx = context.WithoutCancel(ctx)
+	r := c.Runner
+	if r == nil {
+		r = command.Exec{Timeout: Timeout}
 	}
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
-	if c.IgnoreInterrupt {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, LastLines(stderr.String(), 20))
-	}
-	return stdout.Bytes(), nil
+	out, _, err := r.Run(ctx, command.Cmd{Name: "docker", Args: args, Dir: c.Dir, Env: c.Env, Detach: c.IgnoreInterrupt})
+	return []byte(out), err
 }
 
 // Run runs docker with args in the current folder.
@@ -118,13 +109,6 @@ func PeakMemory(id string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no memory peak for container %s in its cgroup", id)
-}
-
-// LastLines returns the last n lines of s, trimmed: the end of what a
-// command printed.
-func LastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // RandomName is a short name no one else uses, as Docker, Compose and

@@ -1,41 +1,25 @@
-package registry
+package registry_test
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"whoami/internal/registry"
+	"whoami/internal/registry/registrytest"
 )
 
-// A server in the test process that answers as a registry with basic auth
+// A registry in the test process that answers as one with basic auth
 // does: 401 without the credentials, 404 for what it does not hold.
 func TestClientAsksWithTheCredentials(t *testing.T) {
-	const index = `{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
-		`{"digest":"sha256:aa","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"}}]}`
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "whoami" || p != "secret" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			http.Error(w, "{}", http.StatusUnauthorized)
-			return
-		}
-		switch r.URL.Path {
-		case "/v2/":
-		case "/v2/team/whoami/manifests/v1":
-			if !strings.Contains(r.Header.Get("Accept"), "application/vnd.oci.image.index.v1+json") {
-				http.Error(w, "no index accepted", http.StatusBadRequest)
-				return
-			}
-			w.Header().Set("Docker-Content-Digest", "sha256:0f")
-			w.Write([]byte(index))
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer s.Close()
-	c := &Client{Host: strings.TrimPrefix(s.URL, "http://")}
+	reg := registrytest.New(t, "whoami", "secret")
+	image := reg.Put(t, "team/whoami", "", registry.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json"})
+	image.Platform = &registry.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
+	index := reg.Put(t, "team/whoami", "v1", registry.Manifest{MediaType: "application/vnd.oci.image.index.v1+json",
+		Manifests: []registry.Descriptor{image}})
+	c := &registry.Client{Host: reg.Host}
 	dir := t.TempDir()
 	t.Setenv("DOCKER_CONFIG", dir)
 	if err := c.Ping(t.Context()); err == nil || !strings.Contains(err.Error(), "docker login "+c.Host) {
@@ -49,15 +33,15 @@ func TestClientAsksWithTheCredentials(t *testing.T) {
 		t.Errorf("Ping = %v", err)
 	}
 	m, digest, err := c.Manifest(t.Context(), "team/whoami", "v1")
-	if err != nil || len(m.Manifests) != 1 || m.Manifests[0].Platform.String() != "linux/arm/v7" || !strings.HasPrefix(digest, "sha256:") {
-		t.Errorf("Manifest = %+v, %q, %v", m, digest, err)
+	if err != nil || len(m.Manifests) != 1 || m.Manifests[0].Platform.String() != "linux/arm/v7" || digest != index.Digest {
+		t.Errorf("Manifest = %+v, %q, %v; want the index, %s", m, digest, err, index.Digest)
 	}
-	ref, _ := ParseRef(c.Host + "/team/whoami:v1")
-	if d, err := c.Digest(t.Context(), ref); d != "sha256:0f" || err != nil {
-		t.Errorf("Digest = %q, %v; want sha256:0f", d, err)
+	ref, _ := registry.ParseRef(c.Host + "/team/whoami:v1")
+	if d, err := c.Digest(t.Context(), ref); d != index.Digest || err != nil {
+		t.Errorf("Digest = %q, %v; want %s", d, err, index.Digest)
 	}
 	ref.Tag = "v2"
-	if _, err := c.Digest(t.Context(), ref); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Digest(t.Context(), ref); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("Digest of an absent tag = %v, want ErrNotFound", err)
 	}
 }
