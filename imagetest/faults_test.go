@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"whoami/internal/dockercli"
+	"whoami/internal/flood"
 	"whoami/internal/probe"
 )
 
@@ -45,14 +46,14 @@ func peakMemory(t *testing.T, id string) int64 {
 	return n
 }
 
-// flood runs a flood of a kind against a container for d while a client
+// floodFor runs a flood of a kind against a container for d while a client
 // sends an ordinary request every 100 ms on a new connection.
-func flood(t *testing.T, id string, kind probe.FloodKind, d time.Duration) (probe.Flooded, *probe.Load) {
+func floodFor(t *testing.T, id string, kind flood.Kind, d time.Duration) (flood.Result, *probe.Load) {
 	t.Helper()
 	addr := containerAddr(t, id)
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	wait, err := probe.Flood(ctx, addr, 5000, kind)
+	wait, err := flood.Start(ctx, addr, 5000, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func flood(t *testing.T, id string, kind probe.FloodKind, d time.Duration) (prob
 }
 
 func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
-	for _, kind := range probe.FloodKinds {
+	for _, kind := range flood.Kinds {
 		t.Run(string(kind)+", with the cap, as the image runs", func(t *testing.T) {
 			id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory)
 			withstands(t, id, kind)
@@ -78,7 +79,7 @@ func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
 	// make room as they do at the cap.
 	t.Run("idle, at 256 open files", func(t *testing.T) {
 		id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory, "--ulimit", "nofile=256:256")
-		withstands(t, id, probe.Idle)
+		withstands(t, id, flood.Idle)
 		if l := logs(t, id); !strings.Contains(l, "max_conns=176 max_conns_from=open_file_limit") || strings.Contains(l, "too many open files") {
 			t.Errorf("want the cap from the open-file limit, and no accept failing for want of files:\n%.2000s", l)
 		}
@@ -87,7 +88,7 @@ func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
 	// limit, so the test above tests something.
 	t.Run("without the cap, the flood is enough to kill it", func(t *testing.T) {
 		id, _ := runContainer(t, multi, "--memory", podMemory, "--memory-swap", podMemory, "-e", "MAX_CONNS=1000000")
-		flood(t, id, probe.Mixed, 20*time.Second)
+		floodFor(t, id, flood.Mixed, 20*time.Second)
 		state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id)
 		t.Logf("running, OOM-killed: %s", state)
 		if state != "false true" {
@@ -102,9 +103,9 @@ func TestAFloodStaysWithinThePodsMemoryLimit(t *testing.T) {
 // none failed, none slower than a second. (The unread kind is a flood of
 // requests, not of connections: the CPU, not the cap, is the limit while
 // it lasts, and it is checked to answer once it ends.)
-func withstands(t *testing.T, id string, kind probe.FloodKind) {
+func withstands(t *testing.T, id string, kind flood.Kind) {
 	t.Helper()
-	f, l := flood(t, id, kind, 20*time.Second)
+	f, l := floodFor(t, id, kind, 20*time.Second)
 	total, failed := l.Counts()
 	if state := docker(t, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", id); state != "true false" {
 		t.Fatalf("flood %s: running, OOM-killed: %s, want true false; %d of %d ordinary requests failed", kind, state, failed, total)
@@ -119,7 +120,7 @@ func withstands(t *testing.T, id string, kind probe.FloodKind) {
 		t.Errorf("the flood opened %d connections, want at least 5,000", f.Opened)
 	}
 	switch {
-	case kind == probe.Unread:
+	case kind == flood.Unread:
 		url := "http://" + containerAddr(t, id) + "/whoami"
 		if err := probe.Until(t.Context(), 10*time.Second, "an answer after the flood", func(ctx context.Context) (bool, error) {
 			_, code, err := probe.Get(ctx, http.DefaultClient, url)

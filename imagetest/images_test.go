@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"whoami/internal/command"
 	"whoami/internal/dockercli"
 	"whoami/internal/facts"
+	"whoami/internal/flood"
 	"whoami/internal/platforms"
 	"whoami/internal/probe"
 )
@@ -51,7 +53,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	probe.RunFlood() // when a test's probe.Flood runs this binary as the flood
+	flood.Main() // when a test's flood.Start runs this binary as the flood
 	os.Exit(buildAndRun(m))
 }
 
@@ -363,4 +365,4 @@ func dockerOutput(args ...string) ([]byte, error) {
 	return dockercli.Cmd{}.Output(ctx, args...)
 }
 
-func lastLine(s string) string { return dockercli.LastLines(s, 1) }
+func lastLine(s string) string { return command.LastLines(s, 1) }

@@ -23,6 +23,7 @@ import (
 
 	"whoami/internal/dockercli"
 	"whoami/internal/facts"
+	"whoami/internal/flood"
 	"whoami/internal/probe"
 )
 
@@ -50,7 +51,7 @@ var released, registryHost string
 var frontDoor = os.Getenv("WHOAMI_URL")
 
 func TestMain(m *testing.M) {
-	probe.RunFlood() // when a test's probe.Flood runs this binary as the flood
+	flood.Main() // when a test's flood.Start runs this binary as the flood
 	os.Exit(releaseAndRun(m))
 }
 
@@ -588,9 +589,9 @@ func TestAFloodOnOnePodLeavesItReadyAndServing(t *testing.T) {
 	ctx := context.Background()
 	k, ps := deploy(t, ctx)
 	victim := ps[0]
-	flood, cancel := context.WithTimeout(ctx, 45*time.Second)
+	flooding, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
-	wait, err := probe.Flood(flood, net.JoinHostPort(victim.IP, "8080"), 5000, probe.Mixed)
+	wait, err := flood.Start(flooding, net.JoinHostPort(victim.IP, "8080"), 5000, flood.Mixed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +601,7 @@ func TestAFloodOnOnePodLeavesItReadyAndServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var answered, failed, notReady int
-	for flood.Err() == nil {
+	for flooding.Err() == nil {
 		counts, f := probe.Count(ctx, url, 30)
 		answered, failed = answered+counts[victim.Name], failed+f
 		if ps, err := k.pods(ctx); err == nil {
@@ -810,7 +811,7 @@ func TestMisuseGetsOneLine(t *testing.T) {
 
 func TestTheToolWithoutAClusterSaysToStartIt(t *testing.T) {
 	t.Setenv("KUBECONFIG", "/nonexistent")
-	err := run(context.Background(), []string{"rollout"}, io.Discard)
+	err := run(context.Background(), []string{"rollout"}, io.Discard, io.Discard)
 	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "no cluster answers") || !strings.HasSuffix(err.Error(), "run make k8s-up") {
 		t.Errorf("kube rollout without a cluster: %q, want one line that says to run make k8s-up", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"whoami/internal/dockercli"
+	"whoami/internal/flood"
 	"whoami/internal/probe"
 )
 
@@ -150,9 +151,9 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flood, stop := context.WithTimeout(ctx, 20*time.Second)
+	flooding, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
-	wait, err := probe.Flood(flood, addr, 5000, probe.Mixed)
+	wait, err := flood.Start(flooding, addr, 5000, flood.Mixed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	// Ordinary requests meanwhile, each on a new connection, as a new
 	// client's would be.
 	l := probe.Start(ctx, url, probe.Options{Clients: 2, NewConnections: true, Interval: 100 * time.Millisecond})
-	<-flood.Done()
+	<-flooding.Done()
 	l.Stop()
 	f, err := wait()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"whoami/internal/dockercli"
+	"whoami/internal/flood"
 	"whoami/internal/probe"
 )
 
@@ -31,7 +32,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	probe.RunFlood() // when a test's probe.Flood runs this binary as the flood
+	flood.Main() // when a test's flood.Start runs this binary as the flood
 	os.Exit(buildAndRun(m))
 }
 
@@ -343,29 +344,6 @@ func hostnames(t *testing.T, ctx context.Context, s *stack) []string {
 	}
 	slices.Sort(hs)
 	return hs
-}
-
-func TestBadInputGetsAOneLineError(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"no command", nil, "want one command"},
-		{"an unknown command", []string{"deploy"}, `unknown command "deploy"`},
-		{"two commands", []string{"demo", "rolling-restart"}, "want one command"},
-		{"an unknown flag", []string{"-x", "demo"}, "flag provided but not defined: -x"},
-		{"no request", []string{"-n", "0", "demo"}, "-n and -replicas must be at least 1"},
-		{"negative clients", []string{"-clients", "-1", "rolling-restart"}, "-clients at least 0"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out strings.Builder
-			err := run(t.Context(), tc.args, &out)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("run(%q) = %v, want one line with %q", tc.args, err, tc.want)
-			}
-		})
-	}
 }
 
 func TestRollingRestartWithoutAStackSaysWhatToDo(t *testing.T) {

@@ -1,4 +1,7 @@
-package probe
+// Package flood is the hostile clients of the tests (docs/reliability.md):
+// floods of connections that each hold the server in a way of their own,
+// run in a process of their own. Test-only: no tool uses it.
+package flood
 
 import (
 	"bufio"
@@ -20,85 +23,85 @@ import (
 	"time"
 )
 
-// Flooded is what a flood did.
-type Flooded struct {
+// Result is what a flood did.
+type Result struct {
 	Opened, Cut int // connections opened, and closed by the server
 }
 
-// A FloodKind is what the connections of a flood do.
-type FloodKind string
+// A Kind is what the connections of a flood do.
+type Kind string
 
 // The kinds of flood: each is a way to hold a connection open while
 // costing the client little.
 const (
 	// Headers trickles a request's headers, 1 KiB every 100 ms, up to
 	// 15 KiB, and never ends them.
-	Headers FloodKind = "headers"
+	Headers Kind = "headers"
 	// Idle sends one request, reads the answer, and stays open (keep-alive).
-	Idle FloodKind = "idle"
+	Idle Kind = "idle"
 	// Body sends GET /whoami with a body of 100,000 bytes, a byte every
 	// 100 ms: the handler answers at once, the server drains the body.
-	Body FloodKind = "body"
+	Body Kind = "body"
 	// NextRequest sends one request, reads the answer, then trickles the
 	// next one on the same connection, a header line every 100 ms.
-	NextRequest FloodKind = "next-request"
+	NextRequest Kind = "next-request"
 	// SlowRead asks for the largest answer there was (a path that is not
 	// clean, with 19,000 "&": ServeMux redirected it with a 114 KB
 	// answer), through a receive buffer of a byte and segments of 88
 	// bytes, and reads what comes a byte every 100 ms.
-	SlowRead FloodKind = "slow-read"
+	SlowRead Kind = "slow-read"
 	// SlowPipelined pipelines three such requests on the same small
 	// buffer, and reads 1 KiB every 80 ms.
-	SlowPipelined FloodKind = "slow-pipelined"
+	SlowPipelined Kind = "slow-pipelined"
 	// Oversized sends 32 KiB of headers at once (a 431) and reads nothing.
-	Oversized FloodKind = "oversized"
+	Oversized Kind = "oversized"
 	// EarlyAnswer sends POST /whoami with a body of 1 MB, a KiB every
 	// 100 ms: the server answers 405 at once, then has a body to drain.
-	EarlyAnswer FloodKind = "early-answer"
+	EarlyAnswer Kind = "early-answer"
 	// Silent connects and sends nothing.
-	Silent FloodKind = "silent"
+	Silent Kind = "silent"
 	// Renewing sends one request after another on the same connection,
 	// each one's headers over 60 ms (within a grace of 100 ms a request),
 	// the next as soon as the answer is read: the server waits on it
 	// nearly all the time, one short request at a time.
-	Renewing FloodKind = "renewing"
+	Renewing Kind = "renewing"
 	// Mixed gives each kind above to one connection in ten.
-	Mixed FloodKind = "mixed"
+	Mixed Kind = "mixed"
 	// Unread pipelines 1,000 requests with a small receive buffer, reads
 	// none of the answers, and waits: the server is stuck writing an
 	// answer. It is a flood of requests as much as of connections: each
 	// connection makes the server answer a hundred requests or so first.
-	Unread FloodKind = "unread"
+	Unread Kind = "unread"
 )
 
-// FloodKinds are the kinds a flood can be of.
-var FloodKinds = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing, Mixed, Unread}
+// Kinds are the kinds a flood can be of.
+var Kinds = []Kind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing, Mixed, Unread}
 
 // holders are the kinds of a Mixed flood: every kind that holds a
 // connection rather than sending requests.
-var holders = []FloodKind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing}
+var holders = []Kind{Headers, Idle, Body, NextRequest, SlowRead, SlowPipelined, Oversized, EarlyAnswer, Silent, Renewing}
 
 // floodEnv carries addr, n, the deadline and the kind to the flood's own
 // process.
-const floodEnv = "WHOAMI_PROBE_FLOOD"
+const floodEnv = "WHOAMI_FLOOD"
 
-// Flood starts a flood of n connections of a kind to addr that ends at
+// Start starts a flood of n connections of a kind to addr that ends at
 // ctx's deadline, and returns at once; wait returns what it did once it
 // has ended. A connection the server closes is opened again a second
 // later, so the flood keeps its n. Every connection goes to addr only.
 //
 // The flood runs in a process of its own: the test binary again, which
-// RunFlood in its TestMain turns into the flood. Its thousands of
+// Main in its TestMain turns into the flood. Its thousands of
 // goroutines would otherwise starve the caller's own ordinary clients (a
 // client held up for half a second looks like a slow attacker to the
 // server): an attacker and a client are not one program.
-func Flood(ctx context.Context, addr string, n int, kind FloodKind) (wait func() (Flooded, error), err error) {
-	if !slices.Contains(FloodKinds, kind) {
-		return nil, fmt.Errorf("probe.Flood: no flood of kind %q", kind)
+func Start(ctx context.Context, addr string, n int, kind Kind) (wait func() (Result, error), err error) {
+	if !slices.Contains(Kinds, kind) {
+		return nil, fmt.Errorf("flood.Start: no flood of kind %q", kind)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return nil, fmt.Errorf("probe.Flood: ctx has no deadline")
+		return nil, fmt.Errorf("flood.Start: ctx has no deadline")
 	}
 	// The process stops at the deadline by itself; it is killed if it does
 	// not, or if the caller gives up earlier.
@@ -117,24 +120,24 @@ func Flood(ctx context.Context, addr string, n int, kind FloodKind) (wait func()
 		cancel()
 		return nil, fmt.Errorf("the flood's process: %v", err)
 	}
-	return func() (Flooded, error) {
+	return func() (Result, error) {
 		defer cancel()
 		defer stop()
 		if err := cmd.Wait(); err != nil {
-			return Flooded{}, fmt.Errorf("the flood's process: %v: %s", err, bytes.TrimSpace(errOut.Bytes()))
+			return Result{}, fmt.Errorf("the flood's process: %v: %s", err, bytes.TrimSpace(errOut.Bytes()))
 		}
-		var f Flooded
+		var f Result
 		if err := json.Unmarshal(out.Bytes(), &f); err != nil {
-			return Flooded{}, fmt.Errorf("the flood's process printed %q, not its results: does TestMain call probe.RunFlood first?", out.String())
+			return Result{}, fmt.Errorf("the flood's process printed %q, not its results: does TestMain call flood.Main first?", out.String())
 		}
 		return f, nil
 	}, nil
 }
 
-// RunFlood makes this process the flood when Flood started it, and exits
+// Main makes this process the flood when Start started it, and exits
 // with its results on stdout; otherwise it returns at once. Call it first
-// in the TestMain of a package whose tests call Flood.
-func RunFlood() {
+// in the TestMain of a package whose tests call Start.
+func Main() {
 	spec, ok := os.LookupEnv(floodEnv)
 	if !ok {
 		return
@@ -142,20 +145,20 @@ func RunFlood() {
 	var addr string
 	var n int
 	var deadline int64
-	var kind FloodKind
+	var kind Kind
 	if _, err := fmt.Sscan(spec, &addr, &n, &deadline, &kind); err != nil {
-		fmt.Fprintf(os.Stderr, "probe: %s=%q: %v\n", floodEnv, spec, err)
+		fmt.Fprintf(os.Stderr, "flood: %s=%q: %v\n", floodEnv, spec, err)
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, deadline))
-	f := flood(ctx, addr, n, kind)
+	f := run(ctx, addr, n, kind)
 	cancel()
 	json.NewEncoder(os.Stdout).Encode(f)
 	os.Exit(0)
 }
 
-// flood is Flood, in this process.
-func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
+// run is Start's flood, in this process.
+func run(ctx context.Context, addr string, n int, kind Kind) Result {
 	var opened, cut atomic.Int64
 	var wg sync.WaitGroup
 	for i := range n {
@@ -183,7 +186,7 @@ func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
 		})
 	}
 	wg.Wait()
-	return Flooded{Opened: int(opened.Load()), Cut: int(cut.Load())}
+	return Result{Opened: int(opened.Load()), Cut: int(cut.Load())}
 }
 
 // smallBuffers returns a dialer's Control that gives a connection of kind
@@ -191,7 +194,7 @@ func flood(ctx context.Context, addr string, n int, kind FloodKind) Flooded {
 // Unread connection; for the slow readers, the least the kernel allows
 // (it rounds a byte up to about 2 KiB) and the least segment size, 88
 // bytes, so that the server's answer crawls. nil for other kinds.
-func smallBuffers(k FloodKind) func(network, address string, c syscall.RawConn) error {
+func smallBuffers(k Kind) func(network, address string, c syscall.RawConn) error {
 	var rcvbuf, mss int
 	switch k {
 	case Unread:
@@ -224,7 +227,7 @@ var (
 
 // hold does what a connection of kind k does, until the server closes c
 // (or the flood ends and closes it).
-func hold(ctx context.Context, c net.Conn, k FloodKind) {
+func hold(ctx context.Context, c net.Conn, k Kind) {
 	r := bufio.NewReader(c)
 	if k == Idle || k == NextRequest {
 		io.WriteString(c, get+"\r\n")

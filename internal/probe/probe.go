@@ -115,7 +115,8 @@ type Options struct {
 }
 
 // Load is concurrent clients sending GET to a URL until stopped, counting
-// every answer.
+// every answer. A nil Load is one that never ran (no clients): every
+// method takes it, as stopped and empty.
 type Load struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -231,6 +232,9 @@ func (l *Load) Strangers(want []string) map[string]int {
 
 // Failures returns when each failed request was sent, since Start.
 func (l *Load) Failures() []time.Duration {
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.failures)
@@ -238,6 +242,9 @@ func (l *Load) Failures() []time.Duration {
 
 // Slowest is the longest any request took, answered or not.
 func (l *Load) Slowest() time.Duration {
+	if l == nil {
+		return 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.slowest
