@@ -240,7 +240,7 @@ func TestHealthcheckReadsTheStatusLineStrictly(t *testing.T) {
 	} {
 		t.Run(tt.line, func(t *testing.T) {
 			var stdout, stderr syncBuffer
-			err := run(t.Context(), []string{"-healthcheck", "-addr", answer(tt.line)}, env(nil), os.Hostname, &stdout, &stderr)
+			err := run(t.Context(), []string{"-healthcheck", "-addr", answer(tt.line)}, env(nil), os.Hostname, listenTCP, &stdout, &stderr)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("%q: %v, want %q", tt.line, err, tt.wantErr)
 			}
@@ -255,11 +255,10 @@ func TestHealthcheckProbesTheHostThatAddrNames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("127.0.0.2 (loopback, on Linux): %v", err)
 	}
-	ln.Close()
-	p := start(t, []string{"-addr", ln.Addr().String()}, nil, os.Hostname)
+	p := startOn(t, ln, []string{"-addr", ln.Addr().String()}, nil, os.Hostname)
 	probeAt := func(addr string) error {
 		var stdout, stderr syncBuffer
-		return run(t.Context(), []string{"-healthcheck", "-addr", addr}, env(nil), os.Hostname, &stdout, &stderr)
+		return run(t.Context(), []string{"-healthcheck", "-addr", addr}, env(nil), os.Hostname, listenTCP, &stdout, &stderr)
 	}
 	if err := probeAt(p.addr); err != nil {
 		t.Errorf("-addr %s: %v, want nil", p.addr, err)

@@ -109,7 +109,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 }
 
 func TestAtTheCapTheIdleConnectionUsedLongestAgoMakesRoom(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "3"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "3"}, nil, os.Hostname)
 	slow := unfinished(t, p.addr) // the oldest, soon past its grace
 	idle1, r1 := keepAlive(t, p.addr)
 	idle2, r2 := keepAlive(t, p.addr)
@@ -138,7 +138,7 @@ func TestAtTheCapTheIdleConnectionUsedLongestAgoMakesRoom(t *testing.T) {
 }
 
 func TestAtTheCapAConnectionSlowToSendItsHeadersGoesNext(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "2"}, nil, os.Hostname)
 	time.Sleep(2 * unfinishedGrace) // a grace counted from the server's start would be over
 	slow := unfinished(t, p.addr)
 	young := unfinished(t, p.addr)
@@ -178,7 +178,7 @@ func TestAtTheCapARequestBeingAnsweredIsNeverCut(t *testing.T) {
 		<-release
 		return "web-1", nil
 	}
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, blocked)
+	p := start(t, []string{"-max-conns", "2"}, nil, blocked)
 	defer close(release) // whatever happens, the handlers return
 	answered := make(chan error, 2)
 	for range 2 {
@@ -273,7 +273,7 @@ func TestAtTheCapATrickledBodyHoldsNoSlot(t *testing.T) {
 	// The handler has answered at once; net/http then drains the body it
 	// did not read, up to the 10 s read time-out. That is no request being
 	// answered: after the grace, the cap may cut it.
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "4"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "4"}, nil, os.Hostname)
 	for range 4 {
 		trickleBody(t, p.addr)
 	}
@@ -297,7 +297,7 @@ func TestAtTheCapAClientThatDoesNotReadItsAnswersHoldsNoSlot(t *testing.T) {
 	// Pipelined requests, their answers never read: once the socket's
 	// buffers are full, the server is stuck writing an answer, after its
 	// handler. After the grace, the cap may cut it.
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "2"}, nil, os.Hostname)
 	requests := strings.Repeat("GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", 200_000) // 7 MB, for 36 MB of answers
 	for range 2 {
 		c, err := net.Dial("tcp", p.addr)
@@ -354,7 +354,7 @@ func TestAClientThatDoesNotReadItsAnswersIsDroppedAfterTheWriteTimeout(t *testin
 }
 
 func TestAtTheCapAKeptAliveConnectionThatBeganItsNextRequestIsNotIdle(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "3"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "3"}, nil, os.Hostname)
 	reused, r := keepAlive(t, p.addr) // the oldest idle connection
 	idle, _ := keepAlive(t, p.addr)
 	keepAlive(t, p.addr)
@@ -378,7 +378,7 @@ func TestAtTheCapAKeptAliveConnectionThatBeganItsNextRequestIsNotIdle(t *testing
 }
 
 func TestAKeptAliveConnectionsGraceCountsFromItsFirstByte(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "2"}, nil, os.Hostname)
 	reused, r := keepAlive(t, p.addr)
 	time.Sleep(unfinishedGrace + 100*time.Millisecond) // idle longer than the grace
 	slow := unfinished(t, p.addr)
@@ -408,7 +408,7 @@ func TestClosedConnectionsLeaveTheCap(t *testing.T) {
 	// More connections than the cap, each closed after its answer: each
 	// one that closes must give its slot back, or the server stops
 	// accepting once the cap is reached.
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "2"}, nil, os.Hostname)
 	if errs := ordinary(p, 10); len(errs) > 0 {
 		t.Fatalf("%d of 10 requests with Connection: close failed at a cap of 2: %v", len(errs), errs)
 	}
@@ -921,7 +921,7 @@ func TestTheCapLogsAtMostOnceASecond(t *testing.T) {
 
 func TestShutdownCutsStuckClientsAndSucceeds(t *testing.T) {
 	t.Parallel() // it waits on time-outs
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	p := start(t, nil, nil, os.Hostname)
 	// Two clients with a whole header and half a body, which the server
 	// waits for before it sends its answer (and reads the next request), up
 	// to the 10 s read time-out: longer than the grace.
@@ -1170,7 +1170,7 @@ func answeredIn(addr string, done chan<- error) {
 
 func TestANewConnectionGetsInWhenAHandlerReturnsDuringItsWait(t *testing.T) {
 	hostname, inside, release, releaseAll := blockedHandlers()
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "1"}, nil, hostname)
+	p := start(t, []string{"-max-conns", "1"}, nil, hostname)
 	defer releaseAll()
 	first := make(chan error, 1)
 	go answeredIn(p.addr, first)
@@ -1196,7 +1196,7 @@ func TestEachWaitingConnectionHasAWaitOfItsOwn(t *testing.T) {
 	// before it gave up: all are closed about maxAdmitWait later, none
 	// after two waits.
 	hostname, inside, _, releaseAll := blockedHandlers()
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "2"}, nil, hostname)
+	p := start(t, []string{"-max-conns", "2"}, nil, hostname)
 	defer releaseAll()
 	for range 2 {
 		go answeredIn(p.addr, make(chan error, 1))
@@ -1296,7 +1296,7 @@ func TestAClientCannotRenewItsGraceRequestAfterRequest(t *testing.T) {
 	// all the time: the cap cuts it for the ordinary clients, once what it
 	// waited adds up over its requests (TestWhatTheServerWaitedAddsUp...
 	// holds the arithmetic) or in a moment between two of them.
-	p := start(t, []string{"-addr", "127.0.0.1:0", "-max-conns", "1"}, nil, os.Hostname)
+	p := start(t, []string{"-max-conns", "1"}, nil, os.Hostname)
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -1331,7 +1331,7 @@ func TestARequestWithABodyIsAnsweredAtOnceThenClosed(t *testing.T) {
 	// No route reads a body: the answer must not wait for one the client
 	// sends slowly, or not at all (net/http would wait to drain it first,
 	// until its time-outs had passed, and the answer was lost).
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	p := start(t, nil, nil, os.Hostname)
 	for _, tt := range []struct {
 		name, request string
 		want          int

@@ -118,12 +118,15 @@ func maxConnsForFiles(files uint64) int {
 }
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Getenv, hostnameOnce(os.Hostname), os.Stdout, os.Stderr)
+	err := run(context.Background(), os.Args[1:], os.Getenv, hostnameOnce(os.Hostname), listenTCP, os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "whoami: %v\n", err)
 		os.Exit(1)
 	}
 }
+
+// listenTCP listens on addr, host:port.
+func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // hostnameOnce looks the hostname up once, and returns a lookup that gives
 // that answer: a container's name does not change while it runs, and each
@@ -137,9 +140,11 @@ func hostnameOnce(lookup func() (string, error)) func() (string, error) {
 
 // run is the whole program: it parses args, then serves until ctx is done or
 // SIGTERM/SIGINT arrives, then shuts down gracefully. It returns nil on a
-// clean exit. Its dependencies are arguments so that tests can drive it.
+// clean exit. Its dependencies are arguments so that tests can drive it:
+// listen opens the socket for the address the flags and PORT name (main:
+// listenTCP; a test hands over one it made).
 func run(ctx context.Context, args []string, getenv func(string) string,
-	hostname func() (string, error), stdout, stderr io.Writer) error {
+	hostname func() (string, error), listen func(addr string) (net.Listener, error), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
 	addrFlag := fs.String("addr", "", `listen address (default ":8080", or ":$PORT" when PORT is set)`)
@@ -190,7 +195,7 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	tcp, err := net.Listen("tcp", addr)
+	tcp, err := listen(addr)
 	if err != nil {
 		return err
 	}

@@ -22,10 +22,6 @@ import (
 	"time"
 )
 
-// hang bounds every wait in these tests. It only catches a hang: nothing
-// here asserts how fast something is.
-const hang = 10 * time.Second
-
 func TestWhoami(t *testing.T) {
 	host, err := os.Hostname()
 	if err != nil {
@@ -185,6 +181,25 @@ func TestWhoamiAnswersUnknownWhenHostnameFails(t *testing.T) {
 	}
 }
 
+// run listens where -addr, else PORT, else the default says: the test
+// hands it a listener and reads the address it asked for.
+func TestRunListensWhereItIsTold(t *testing.T) {
+	for _, tt := range []struct {
+		args       []string
+		port, want string
+	}{
+		{nil, "", ":8080"},
+		{nil, "9090", ":9090"},
+		{[]string{"-addr", "127.0.0.1:7"}, "9090", "127.0.0.1:7"},
+	} {
+		p := start(t, tt.args, map[string]string{"PORT": tt.port}, os.Hostname)
+		if p.asked != tt.want {
+			t.Errorf("run %q with PORT=%q asked to listen on %q, want %q", tt.args, tt.port, p.asked, tt.want)
+		}
+		p.stop()
+	}
+}
+
 func TestListenAddr(t *testing.T) {
 	tests := []struct {
 		name, flag, port, want, wantErr string
@@ -217,7 +232,7 @@ func TestListenAddr(t *testing.T) {
 }
 
 func TestRunServesWhoamiOverTCP(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	p := start(t, nil, nil, os.Hostname)
 	host, _ := os.Hostname()
 
 	resp, body := do(t, mustRequest(t, "GET", p.url("/whoami")))
@@ -236,7 +251,7 @@ func TestRunServesWhoamiOverTCP(t *testing.T) {
 
 func TestRunUsesPORT(t *testing.T) {
 	port := reservePort(t)
-	p := start(t, nil, map[string]string{"PORT": port}, os.Hostname)
+	p := startOn(t, nil, nil, map[string]string{"PORT": port}, os.Hostname)
 	// All interfaces: [::] or, on a host without IPv6, 0.0.0.0.
 	if host, got, _ := net.SplitHostPort(p.addr); got != port || !net.ParseIP(host).IsUnspecified() {
 		t.Errorf("listening on %s, want all interfaces, port %s", p.addr, port)
@@ -271,7 +286,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 			// Bounded: a mutant that accepts the bad input serves until then.
 			ctx, cancel := context.WithTimeout(context.Background(), hang)
 			defer cancel()
-			err := run(ctx, tt.args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
+			err := run(ctx, tt.args, env(map[string]string{"PORT": tt.port}), os.Hostname, listenTCP, &stdout, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}
@@ -290,7 +305,7 @@ func TestRunPrintsVersionAndHelp(t *testing.T) {
 		var stdout, stderr syncBuffer
 		ctx, cancel := context.WithTimeout(context.Background(), hang)
 		defer cancel()
-		if err := run(ctx, []string{tt.arg}, env(nil), os.Hostname, &stdout, &stderr); err != nil {
+		if err := run(ctx, []string{tt.arg}, env(nil), os.Hostname, listenTCP, &stdout, &stderr); err != nil {
 			t.Fatalf("%s: %v", tt.arg, err)
 		}
 		if !strings.HasPrefix(stdout.String(), tt.want) {
@@ -312,7 +327,7 @@ func TestShutdownUnderLoadFinishesAcceptedRequests(t *testing.T) {
 		<-release
 		return "web-1", nil
 	}
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, slow)
+	p := start(t, nil, nil, slow)
 
 	// An idle keep-alive connection, which shutdown must close.
 	idle, err := net.Dial("tcp", p.addr)
@@ -376,7 +391,7 @@ func TestShutdownUnderLoadFinishesAcceptedRequests(t *testing.T) {
 func TestLoadManyClientsNoErrorsNoLeak(t *testing.T) {
 	const clients, perClient = 200, 100
 	host, _ := os.Hostname()
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	p := start(t, nil, nil, os.Hostname)
 	transport := &http.Transport{MaxIdleConnsPerHost: clients}
 	client := &http.Client{Timeout: hang, Transport: transport}
 	do(t, mustRequest(t, "GET", p.url("/whoami"))) // warm up
@@ -479,7 +494,7 @@ func TestEveryRequestGetsAShortClearAnswer(t *testing.T) {
 	// The longest hostname answered, so that the 200 is the largest it can
 	// be.
 	name := strings.Repeat("w", maxHostname)
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, func() (string, error) { return name, nil })
+	p := start(t, nil, nil, func() (string, error) { return name, nil })
 	noise := make([]byte, 4096)
 	rand.NewChaCha8([32]byte{1}).Read(noise) // the same bytes every run
 
@@ -712,7 +727,7 @@ func (c *watchedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWri
 
 func TestHealthcheck(t *testing.T) {
 	t.Parallel() // it waits on time-outs
-	live := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	live := start(t, nil, nil, os.Hostname)
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "broken", http.StatusInternalServerError)
 	}))
@@ -744,7 +759,7 @@ func TestHealthcheck(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
 				var stdout, stderr syncBuffer
-				done <- run(t.Context(), args, env(map[string]string{"PORT": tt.port}), os.Hostname, &stdout, &stderr)
+				done <- run(t.Context(), args, env(map[string]string{"PORT": tt.port}), os.Hostname, listenTCP, &stdout, &stderr)
 			}()
 			var err error
 			select {
@@ -765,7 +780,7 @@ func TestHealthcheck(t *testing.T) {
 // A real SIGTERM to this very process, as docker stop sends it: run catches
 // it, shuts down gracefully and returns nil.
 func TestSIGTERMStopsRunGracefully(t *testing.T) {
-	p := start(t, []string{"-addr", "127.0.0.1:0"}, nil, os.Hostname)
+	p := start(t, nil, nil, os.Hostname)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -823,231 +838,6 @@ func BenchmarkWhoami(b *testing.B) {
 			b.Fatalf("status = %d", w.Code)
 		}
 	}
-}
-
-// process is the real program, started through run in this test process.
-type process struct {
-	addr   string
-	stderr *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// start runs the program with args and the given environment, waits until it
-// listens, and stops it when the test ends.
-func start(t *testing.T, args []string, vars map[string]string, hostname func() (string, error)) *process {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- run(ctx, args, env(vars), hostname, io.Discard, p.stderr) }()
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Errorf("run returned %v, want nil", err)
-		}
-	})
-
-	line := p.waitFor(t, `msg="whoami listening"`)
-	_, after, _ := strings.Cut(line, " addr=")
-	p.addr, _, _ = strings.Cut(after, " ")
-	return p
-}
-
-// waitFor returns the first line of stderr that contains s.
-func (p *process) waitFor(t *testing.T, s string) string {
-	t.Helper()
-	deadline := time.Now().Add(hang)
-	for time.Now().Before(deadline) {
-		written := p.stderr.written() // before reading, so no write is missed
-		for _, line := range strings.Split(p.stderr.String(), "\n") {
-			if strings.Contains(line, s) {
-				return line
-			}
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("run returned %v before logging %q; stderr:\n%s", err, s, p.stderr.String())
-		case <-written:
-		case <-time.After(time.Until(deadline)):
-		}
-	}
-	t.Fatalf("no %q on stderr within %v:\n%s", s, hang, p.stderr.String())
-	return ""
-}
-
-func (p *process) url(path string) string {
-	host := strings.Replace(p.addr, "[::]", "127.0.0.1", 1)
-	return "http://" + host + path
-}
-
-// stop cancels run's context and returns what run returned.
-func (p *process) stop() error {
-	p.cancel()
-	return p.wait()
-}
-
-func (p *process) wait() error {
-	select {
-	case err := <-p.done:
-		p.done <- err // later callers get the same answer
-		return err
-	case <-time.After(hang):
-		return fmt.Errorf("run did not return within %v", hang)
-	}
-}
-
-// syncBuffer collects what the program writes, safe for concurrent use, and
-// tells waiters when something new was written.
-type syncBuffer struct {
-	mu     sync.Mutex
-	b      strings.Builder
-	notify chan struct{}
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notify != nil {
-		close(s.notify)
-		s.notify = nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// written returns a channel closed at the next Write.
-func (s *syncBuffer) written() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notify == nil {
-		s.notify = make(chan struct{})
-	}
-	return s.notify
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func mustRequest(t *testing.T, method, url string) *http.Request {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return req
-}
-
-// do sends req with a bound that catches a hang and returns the response
-// with its body read.
-func do(t *testing.T, req *http.Request) (*http.Response, string) {
-	t.Helper()
-	client := &http.Client{Timeout: hang}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(b)
-}
-
-// waitRefused waits until addr refuses new connections: Shutdown closes the
-// listener right after the log line that announces it.
-func waitRefused(t *testing.T, addr string) {
-	t.Helper()
-	for deadline := time.Now().Add(hang); time.Now().Before(deadline); {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return
-		}
-		c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s still accepts connections %v after shutdown began", addr, hang)
-}
-
-// reservePort holds a TCP port on 127.0.0.1 until the test ends: bound,
-// so that no other program gets it, but not listening, so that connecting
-// to it is refused. run can still listen on it: Go's listeners set
-// SO_REUSEADDR, as this socket does, and Linux lets two such sockets bind
-// one port while neither listens.
-func reservePort(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprint(sa.(*syscall.SockaddrInet4).Port)
-}
-
-// rawServer listens on 127.0.0.1, hands each connection to handle and
-// closes it when handle returns. It stops when the test ends.
-func rawServer(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func portOf(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	return port
-}
-
-// roundTrip writes a raw request on a new connection and returns all the
-// server sent until it closed the connection.
-func roundTrip(t *testing.T, addr, request string) string {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(hang))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // BenchmarkServe measures the whole server over loopback, as make bench's
