@@ -676,44 +676,37 @@ func TestADeadlineThatFiresEarlyEndsNoReadOrWrite(t *testing.T) {
 	})
 	t.Run("write", func(t *testing.T) {
 		t.Parallel()
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		d := &deadlines{Conn: a}
-		c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
-		t0 := time.Now()
-		got := lateReader(b, t0)
-		c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
-		if _, err := c.Write([]byte("1")); err != nil {
-			t.Fatal(err)
-		}
-		c.SetWriteDeadline(t0.Add(time.Minute))
 		answer := bytes.Repeat([]byte("2"), 1000)
-		var n int
-		wrote := make(chan error, 1)
-		go func() {
-			var err error
-			n, err = c.Write(answer)
-			wrote <- err
-		}()
-		if err := receive(t, wrote, "end of the write"); n != len(answer) || err != nil {
-			t.Fatalf("wrote %d bytes, %v: want %d", n, err, len(answer))
-		}
-		a.Close()
-		if p := receive(t, got, "the reader"); string(p) != "1"+string(answer) {
-			t.Errorf("the reader got %d bytes, want %d", len(p), 1+len(answer))
-		}
-		if want := []time.Time{t0.Add(10*time.Millisecond + deadlineSlack), t0.Add(time.Minute + deadlineSlack)}; !sameTimes(d.writes, want) {
-			t.Errorf("deadlines set %v, want %v", d.writes, want)
-		}
+		afterAnEarlyDeadline(t, answer, func(c *conn) (int64, error) {
+			n, err := c.Write(answer)
+			return int64(n), err
+		})
 	})
 }
 
-// lateReader reads from b, for a connection whose socket got a deadline
-// from a write at t0 under one 10 ms away: that first byte, then 10 bytes
-// of what follows, then, once that deadline has fired (t0 and
-// deadlineSlack, and 300 ms more), the rest until b ends; and sends all
-// it read.
-func lateReader(b net.Conn, t0 time.Time) <-chan []byte {
+func TestACopyGetsADeadlineThatCannotFireEarly(t *testing.T) {
+	// io.Copy to a ResponseWriter reads a chunk, then writes it: cut by a
+	// deadline, it would lose the chunk's rest. The socket's deadline, an
+	// earlier request's, is replaced before the copy by the one asked for.
+	t.Parallel()
+	body := bytes.Repeat([]byte("0123456789"), 10000)
+	afterAnEarlyDeadline(t, body, func(c *conn) (int64, error) {
+		return c.ReadFrom(io.LimitReader(bytes.NewReader(body), int64(len(body)))) // no WriteTo: copied chunk by chunk
+	})
+}
+
+// afterAnEarlyDeadline writes a byte under a deadline 10 ms away, then
+// sends payload with send under one a minute away, to a reader that takes
+// 11 bytes, then waits until the first deadline has fired on the socket
+// (its slack and 300 ms more) before it reads the rest: a send that the
+// early deadline ends goes on. It checks that the reader got every byte,
+// and the deadlines set on the socket.
+func afterAnEarlyDeadline(t *testing.T, payload []byte, send func(c *conn) (int64, error)) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	d := &deadlines{Conn: a}
+	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
+	t0 := time.Now()
 	got := make(chan []byte, 1)
 	go func() {
 		p := make([]byte, 11)
@@ -723,39 +716,24 @@ func lateReader(b net.Conn, t0 time.Time) <-chan []byte {
 		rest, _ := io.ReadAll(b)
 		got <- append(p, rest...)
 	}()
-	return got
-}
-
-func TestACopyGetsADeadlineThatCannotFireEarly(t *testing.T) {
-	// io.Copy to a ResponseWriter reads a chunk, then writes it: cut by a
-	// deadline, it would lose the chunk's rest. The socket's deadline, an
-	// earlier request's, is replaced before the copy by the one asked for.
-	t.Parallel()
-	a, b := net.Pipe()
-	t.Cleanup(func() { a.Close(); b.Close() })
-	d := &deadlines{Conn: a}
-	c := &conn{Conn: d, l: newLimitedListener(nil, 1, discardLogger())}
-	t0 := time.Now()
-	got := lateReader(b, t0)
 	c.SetWriteDeadline(t0.Add(10 * time.Millisecond))
 	if _, err := c.Write([]byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	c.SetWriteDeadline(t0.Add(time.Minute))
-	body := bytes.Repeat([]byte("0123456789"), 10000)
 	var n int64
-	copied := make(chan error, 1)
+	sent := make(chan error, 1)
 	go func() {
 		var err error
-		n, err = c.ReadFrom(io.LimitReader(bytes.NewReader(body), int64(len(body)))) // no WriteTo: copied chunk by chunk
-		copied <- err
+		n, err = send(c)
+		sent <- err
 	}()
-	if err := receive(t, copied, "end of the copy"); n != int64(len(body)) || err != nil {
-		t.Fatalf("copied %d bytes, %v: want %d", n, err, len(body))
+	if err := receive(t, sent, "end of the send"); n != int64(len(payload)) || err != nil {
+		t.Fatalf("sent %d bytes, %v: want %d", n, err, len(payload))
 	}
 	a.Close()
-	if p := receive(t, got, "the reader"); string(p) != "1"+string(body) {
-		t.Errorf("the reader got %d bytes, not what was sent (%d)", len(p), 1+len(body))
+	if p := receive(t, got, "the reader"); string(p) != "1"+string(payload) {
+		t.Errorf("the reader got %d bytes, not what was sent (%d)", len(p), 1+len(payload))
 	}
 	if want := []time.Time{t0.Add(10*time.Millisecond + deadlineSlack), t0.Add(time.Minute + deadlineSlack)}; !sameTimes(d.writes, want) {
 		t.Errorf("deadlines set %v, want %v", d.writes, want)
