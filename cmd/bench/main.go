@@ -19,6 +19,7 @@ import (
 	"flag"
 	"io"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"whoami/internal/cli"
@@ -65,6 +66,12 @@ func run(ctx context.Context, args []string, stdout, progress io.Writer) error {
 	}
 	if len(args) > 0 {
 		return cli.Usagef("unexpected argument %q", args[0])
+	}
+	if port, err := strconv.Atoi(o.port); o.port != "" && (err != nil || port < 1 || port > 65535) {
+		return cli.Usagef("-port %q: want a port number", o.port)
+	}
+	if o.runs < 1 || o.coldRuns < 1 || o.loadRuns < 1 || o.restartRuns < 1 || o.duration <= 0 {
+		return cli.Usagef("-runs, -cold-runs, -load-runs and -restart-runs must be at least 1, -duration more than 0")
 	}
 	if o.golang == "" || o.single == "" || o.multi == "" || o.binary == "" || o.port == "" {
 		return cli.Usagef("-golang, -single, -multi, -binary and -port are required (make bench passes them)")

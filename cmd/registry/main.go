@@ -43,6 +43,9 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	if cmd == "ping" {
+		if !registry.ValidHost(rest[0]) {
+			return cli.Usagef("ping %q: want HOST or HOST:PORT", rest[0])
+		}
 		return (&registry.Client{Host: rest[0]}).Ping(ctx)
 	}
 	ref, err := registry.ParseRef(rest[0])

@@ -79,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.registry == "" || o.builder == "" || o.generator == "" || platforms == "" {
 		return cli.Usagef("-registry, -builder, -sbom-generator and -platforms are required (make release passes them from .env)")
 	}
+	if host, repo := o.hostAndRepo(); !registry.ValidHost(host) || !registry.ValidRepo(repo) || !registry.ValidTag(o.version) {
+		return cli.Usagef("%s is not a reference a registry takes: check -registry (HOST:PORT[/NAMESPACE]), -image and -version", o.ref())
+	}
 	o.platforms = strings.Split(platforms, ",")
 	if err := checkPlatforms(ctx, o.platforms); err != nil {
 		return err

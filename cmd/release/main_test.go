@@ -57,6 +57,9 @@ func TestTheCommandLine(t *testing.T) {
 		usage(append(all, "-platforms", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
 		usage(append(all, "-registry", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
 		usage(append(all, "-platforms", "linux/amd64,windows/arm64"), `unsupported platform "windows/arm64"`),
+		usage(append(all, "-version", "bad tag!"), `127.0.0.1:1/whoami:bad tag! is not a reference a registry takes`),
+		usage(append(all, "-image", "UP PER"), `127.0.0.1:1/UP PER:v is not a reference`),
+		usage(append(all, "-registry", "http://127.0.0.1:1"), `http://127.0.0.1:1/whoami:v is not a reference`),
 	)
 }
 

@@ -235,7 +235,10 @@ func TestRestoreUndoesWhatAnInterruptLeft(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, 3)
 			tc.set(e)
-			did, err := e.stack().restore(t.Context(), 3)
+			// After an interrupt: the context restore is given has ended.
+			interrupted, cancel := context.WithCancel(t.Context())
+			cancel()
+			did, err := e.stack().restore(interrupted, 3)
 			if err != nil || did != tc.did {
 				t.Errorf("restore: %q, %v; want %q", did, err, tc.did)
 			}
@@ -256,6 +259,9 @@ func TestRollingRestartReplacesEachReplicaOnceWithoutDroppingCapacity(t *testing
 	}
 	if got, want := e.running(), []string{"whoami-whoami-4", "whoami-whoami-5", "whoami-whoami-6"}; !slices.Equal(got, want) {
 		t.Errorf("running after the restart: %v, want %v", got, want)
+	}
+	if n := len(e.replicas); n != 3 {
+		t.Errorf("%d containers after the restart, want the 3 running: the old ones removed", n)
 	}
 	for i, st := range r.steps {
 		if want := fmt.Sprintf("whoami-whoami-%d", i+1); st.old.Name != want || st.new.Name != fmt.Sprintf("whoami-whoami-%d", i+4) {

@@ -55,8 +55,8 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *n < 1 || *replicas < 1 || *clients < 0 {
-		return cli.Usagef("-n and -replicas must be at least 1, -clients at least 0")
+	if *n < 1 || *replicas < 1 || *clients < 0 || *timeout <= 0 {
+		return cli.Usagef("-n and -replicas must be at least 1, -clients at least 0, -timeout more than 0")
 	}
 	// ctx ends on SIGINT or SIGTERM; the commands' own bound comes on top.
 	interrupt := ctx

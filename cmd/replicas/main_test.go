@@ -22,6 +22,7 @@ func TestTheCommandLine(t *testing.T) {
 		clitest.Case{Args: []string{"demo", "-replicas", "0"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1"},
 		clitest.Case{Args: []string{"rolling-restart", "-clients", "-1"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1, -clients at least 0"},
 		clitest.Case{Args: []string{"rolling-restart", "-h"}, Code: 0, Stdout: "Usage: replicas "},
+		clitest.Case{Args: []string{"demo", "-timeout=0"}, Code: 2, Stderr: "replicas: -n and -replicas must be at least 1, -clients at least 0, -timeout more than 0"},
 	)
 }
 

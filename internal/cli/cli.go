@@ -1,5 +1,5 @@
 // Package cli is the one command-line convention of the tools in cmd/,
-// the service's own shape (docs/testing.md, "The tools' command line"):
+// the service's own shape (docs/tools.md):
 //
 //   - main is cli.Main(name, run), and run(ctx, args, stdout, stderr)
 //     does the work, so that a test calls it as main would;
@@ -8,8 +8,8 @@
 //   - -h or -help prints the usage to stdout and exits 0;
 //   - a wrong command line (an unknown flag or command, a missing or bad
 //     value) exits 2, a command that fails exits 1, a question answered
-//     "no" (registry has) exits 1 and prints nothing; each error is one
-//     line on stderr, "name: why", and a usage error ends with
+//     "no" (registry has) exits 1 and prints nothing; an error goes to
+//     stderr as "name: why", a usage error on one line ending with
 //     "(see name -h)".
 package cli
 
@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -40,7 +41,9 @@ func Main(name string, run Run) {
 
 // Exit runs run and returns the exit status of its error: 0 for none or
 // for the help the usage answered, 2 for a usage error, 1 for ErrNo or any
-// other error. It prints the error, but ErrNo, as one line on stderr.
+// other error. It prints the error, but ErrNo, on stderr: a usage error on
+// one line; another's first line says why, and the rest, if any, is the
+// end of what a program it ran printed (internal/command).
 func Exit(ctx context.Context, name string, run Run, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, stdout, stderr)
 	var usage *usageError
@@ -50,7 +53,8 @@ func Exit(ctx context.Context, name string, run Run, args []string, stdout, stde
 	case errors.Is(err, ErrNo):
 		return 1
 	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", name, err, name)
+		// One line, whatever the command line held (a flag's name may).
+		fmt.Fprintf(stderr, "%s: %s (see %s -h)\n", name, strings.ReplaceAll(err.Error(), "\n", `\n`), name)
 		return 2
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -94,12 +98,25 @@ func Parse(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) ([]s
 		if len(left) == 0 {
 			return rest, nil
 		}
-		if i := len(args) - len(left) - 1; i >= 0 && args[i] == "--" { // the flags' end
+		if i := len(args) - len(left) - 1; i >= 0 && args[i] == "--" && (i == 0 || !wantsValue(fs, args[i-1])) { // the flags' end
 			return append(rest, left...), nil
 		}
 		args = left
 		rest, args = append(rest, args[0]), args[1:]
 	}
+}
+
+// wantsValue reports whether arg is a flag of fs that takes the next
+// argument as its value (-name or --name, not a bool flag, no =).
+func wantsValue(fs *flag.FlagSet, arg string) bool {
+	name, ok := strings.CutPrefix(arg, "-")
+	name = strings.TrimPrefix(name, "-")
+	f := fs.Lookup(name)
+	if !ok || strings.Contains(name, "=") || f == nil {
+		return false
+	}
+	b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+	return !isBool || !b.IsBoolFlag()
 }
 
 // Command checks that args, what Parse returned, are one of commands

@@ -48,6 +48,7 @@ func TestTheConvention(t *testing.T) {
 		clitest.Case{Args: []string{"a", "x"}, Code: 2, Stderr: `tool: a takes 0 argument(s), not 1: ["x"] (see tool -h)` + "\n"},
 		clitest.Case{Args: []string{"a", "-n", "0"}, Code: 2, Stderr: "tool: -n must be at least 1 (see tool -h)\n"},
 		clitest.Case{Args: []string{"-n", "x", "a"}, Code: 2, Stderr: `tool: invalid value "x" for flag -n: parse error (see tool -h)` + "\n"},
+		clitest.Case{Args: []string{"-a\nb", "a"}, Code: 2, Stderr: `tool: flag provided but not defined: -a\nb (see tool -h)` + "\n"},
 	)
 }
 
@@ -63,10 +64,14 @@ func TestParse(t *testing.T) {
 		{[]string{"x", "--", "-n", "2"}, []string{"x", "-n", "2"}, 1}, // after --, no flags
 		{[]string{"--", "x"}, []string{"x"}, 1},
 		{[]string{"--", "x", "-n", "2"}, []string{"x", "-n", "2"}, 1},
+		{[]string{"-s", "--", "x", "-n", "2"}, []string{"x"}, 2},            // "--" is -s's value
+		{[]string{"-b", "--", "x", "-n", "2"}, []string{"x", "-n", "2"}, 1}, // -b takes none: "--" ends the flags
 		{nil, nil, 1},
 	} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		n := fs.Int("n", 1, "")
+		fs.String("s", "", "")
+		fs.Bool("b", false, "")
 		rest, err := cli.Parse(fs, c.args, io.Discard, "")
 		if err != nil || !slices.Equal(rest, c.rest) || *n != c.n {
 			t.Errorf("Parse(%q) = %q, %v with -n %d, want %q, nil with -n %d", c.args, rest, err, *n, c.rest, c.n)

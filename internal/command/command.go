@@ -77,11 +77,17 @@ func (e Exec) Run(ctx context.Context, c Cmd) (string, string, error) {
 	if c.Detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	}
+	// A program that leaves a child holding its outputs (docker's plugins)
+	// is not waited for longer than this once it has exited or been killed.
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if c.Stream != nil {
-		tail := &stderr // what the error ends with: the end of both outputs
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(c.Stream, tail), io.MultiWriter(c.Stream, tail)
+		// One writer for both outputs: os/exec then gives the program one
+		// pipe for both, so that their lines keep their order, and writes
+		// from one goroutine. The error ends with the end of both.
+		both := io.MultiWriter(c.Stream, &stderr)
+		cmd.Stdout, cmd.Stderr = both, both
 	}
 	if err := cmd.Run(); err != nil {
 		return "", "", Errorf(c, err, stderr.String())

@@ -41,10 +41,17 @@ func TestExec(t *testing.T) {
 	if out != "" || stream.String() != "one\ntwo\n" || err == nil || !strings.HasSuffix(err.Error(), "exit status 1: one\ntwo") {
 		t.Errorf("streamed: %q, %q, %v; want both outputs streamed, and at the error's end", out, stream.String(), err)
 	}
-	t0 := time.Now()
-	_, _, err = Exec{Timeout: 100 * time.Millisecond}.Run(ctx, Cmd{Name: "sleep", Args: []string{"10"}})
-	if err == nil || time.Since(t0) > 5*time.Second {
-		t.Errorf("a program past the time-out: %v after %v, want it killed", err, time.Since(t0))
+	var long strings.Builder // both outputs at once, and a lot: the race detector watches
+	_, _, err = Exec{}.Run(ctx, Cmd{Name: "sh", Args: []string{"-c", "for i in $(seq 2000); do echo out $i; echo err $i >&2; done"}, Stream: &long})
+	if lines := strings.Count(long.String(), "\n"); err != nil || lines != 4000 || !strings.HasSuffix(long.String(), "out 2000\nerr 2000\n") {
+		t.Errorf("streamed %d lines (%v), want 4000 in the order printed", lines, err)
+	}
+	for _, c := range []Cmd{{Name: "sleep", Args: []string{"10"}}, {Name: "sh", Args: []string{"-c", "sleep 10 & sleep 10"}}} {
+		t0 := time.Now()
+		_, _, err = Exec{Timeout: 100 * time.Millisecond}.Run(ctx, c)
+		if err == nil || time.Since(t0) > 5*time.Second {
+			t.Errorf("%s past the time-out: %v after %v, want it killed, and not waited for its child", c, err, time.Since(t0))
+		}
 	}
 }
 

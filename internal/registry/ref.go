@@ -2,8 +2,27 @@ package registry
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 )
+
+// The grammar of the distribution spec: a repository's path components,
+// a tag, a sha256 digest; and a registry's host[:port].
+var (
+	repoPattern   = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	digestPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	hostPattern   = regexp.MustCompile(`^[A-Za-z0-9.-]+(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$`)
+)
+
+// ValidHost reports whether host is a registry's host[:port], nothing more
+// (no scheme, no path).
+func ValidHost(host string) bool { return hostPattern.MatchString(host) }
+
+// ValidRepo and ValidTag report whether a repository's name and a tag are
+// ones a registry takes.
+func ValidRepo(repo string) bool { return repoPattern.MatchString(repo) }
+func ValidTag(tag string) bool   { return tagPattern.MatchString(tag) }
 
 // Ref is an image reference in a registry: HOST/REPO:TAG or
 // HOST/REPO@DIGEST (or both), as the tools and the Makefile write them.
@@ -34,14 +53,19 @@ func ParseRef(s string) (Ref, error) {
 		}
 	}
 	r.Repo = rest
-	if r.Repo == "" || strings.HasPrefix(r.Repo, "/") || strings.HasSuffix(r.Repo, "/") || strings.Contains(r.Repo, "//") {
+	switch {
+	case !ValidHost(r.Host):
+		return bad("a bad registry host")
+	case r.Repo == "":
 		return bad("no repository")
-	}
-	if r.Tag == "" && r.Digest == "" {
+	case !ValidRepo(r.Repo):
+		return bad("a bad repository name")
+	case r.Tag == "" && r.Digest == "":
 		return bad("no tag or digest")
-	}
-	if r.Digest != "" && !strings.HasPrefix(r.Digest, "sha256:") {
-		return bad("a digest that is not sha256")
+	case r.Tag != "" && !ValidTag(r.Tag):
+		return bad("a bad tag")
+	case r.Digest != "" && !digestPattern.MatchString(r.Digest):
+		return bad("a digest that is not sha256 and 64 hex digits")
 	}
 	return r, nil
 }

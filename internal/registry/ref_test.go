@@ -25,7 +25,9 @@ func TestParseRef(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"whoami", "whoami:1.0", "library/whoami:1.0", "127.0.0.1:5000/whoami",
-		"127.0.0.1:5000/whoami:", "127.0.0.1:5000/:v1", "127.0.0.1:5000/a:b/c", "127.0.0.1:5000/whoami@md5:x", ""} {
+		"127.0.0.1:5000/whoami:", "127.0.0.1:5000/:v1", "127.0.0.1:5000/a:b/c", "127.0.0.1:5000/whoami@md5:x", "",
+		"localhost:1/ok:v1?x=1#frag", "localhost:1/ok@sha256:", "localhost:1/ok:bad tag!", "localhost:1/who\nami:v1",
+		"localhost:1/UPPER:v1", "localhost:1//x:v1", "localhost:1/x/:v1", "http://x/y:v1", "a b:1/x:v1"} {
 		if r, err := ParseRef(s); err == nil || !strings.Contains(err.Error(), "want REGISTRY/NAME:TAG") {
 			t.Errorf("ParseRef(%q) = %+v, %v; want an error", s, r, err)
 		}
