@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The cluster of make k8s-up, provisioned: Debian's containerd (a separate
 # instance runs per node; Docker's is never touched), runc and CNI plugins,
-# then the Kubernetes and etcd binaries, the pause image, CoreDNS and
-# Traefik, built from source once per machine (the modules of
+# then the Kubernetes and etcd binaries, the pause image, CoreDNS, Traefik
+# and metrics-server, built from source once per machine (the modules of
 # deploy/kubernetes/cluster, whose settings.sh names them). Sourced by
 # provision.sh.
 # shellcheck disable=SC2030,SC2031 # build_kubernetes reads the settings in its subshell, and calls build_addon there
@@ -73,6 +73,8 @@ build_kubernetes() (
 	build_addon coredns "$coredns_version" "$coredns_image" "about 2 min the first time"
 	build_addon traefik "$traefik_version" "$traefik_image" "about 4 min and 3 GB of memory the first time" \
 		"-X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
+	build_addon metrics-server "$metrics_server_version" "$metrics_server_image" "about 3 min the first time" \
+		"-X k8s.io/client-go/pkg/version.gitVersion=$metrics_server_version"
 )
 
 # build_addon NAME VERSION IMAGE HOW_LONG [LDFLAGS]: the tool of the module in

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# What users run on a cluster besides Kubernetes: its DNS (CoreDNS) and a
-# Gateway API front door (Traefik). Sourced by cluster.sh.
+# What users run on a cluster besides Kubernetes: its DNS (CoreDNS), a
+# Gateway API front door (Traefik) and its resource metrics (metrics-server,
+# for kubectl top and the autoscaler). Sourced by cluster.sh.
 # shellcheck disable=SC2154 # the settings: settings.sh, which cluster.sh sources first
 
 # module_dir DIR MODULE: where Go keeps MODULE, as DIR/go.mod requires it
@@ -13,7 +14,7 @@ module_dir() { (cd "$here/$1" && go mod download -json "$2" | sed -n 's/^\t"Dir"
 start_addons() {
 	step "cluster DNS: CoreDNS $coredns_version behind kube-dns ($dns_ip); front door: Traefik $traefik_version, Gateway web, port $node_port of each node"
 	local image gateway_api traefik
-	for image in "$coredns_image" "$traefik_image"; do load "$image"; done
+	for image in "$coredns_image" "$traefik_image" "$metrics_server_image"; do load "$image"; done
 	gateway_api=$(module_dir traefik sigs.k8s.io/gateway-api)
 	traefik=$(module_dir traefik github.com/traefik/traefik/v3)
 	if [ ! -d "$gateway_api" ] || [ ! -d "$traefik" ]; then
@@ -28,6 +29,20 @@ start_addons() {
 	kubectl -n kube-system rollout status deployment/coredns --timeout 120s >/dev/null
 	kubectl -n traefik rollout status daemonset/traefik --timeout 120s >/dev/null
 	wait_for "the front door on $(front_door)" 60 curl -s -o /dev/null "$(front_door)"
+	start_metrics
+}
+
+# start_metrics: metrics-server behind the Metrics API, its serving
+# certificate from the cluster's CA, which the APIService checks.
+start_metrics() {
+	step "resource metrics: metrics-server $metrics_server_version behind metrics.k8s.io (kubectl top, the autoscaler)"
+	kubectl -n kube-system create secret tls metrics-server-tls \
+		--cert "$pki/metrics-server.crt" --key "$pki/metrics-server.key" >/dev/null
+	template "$here/metrics-server/metrics-server.yaml" "$state/metrics-server.yaml" \
+		IMAGE="$metrics_server_image" CA_BUNDLE="$(base64 -w0 "$pki/ca.crt")"
+	kubectl apply -f "$state/metrics-server.yaml" >/dev/null
+	kubectl -n kube-system rollout status deployment/metrics-server --timeout 120s >/dev/null
+	kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 60s >/dev/null
 }
 
 # front_door: the URL of whoami through the front door from this machine: the

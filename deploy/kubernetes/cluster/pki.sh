@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# The cluster's certificates (openssl): a CA for the cluster and one for
-# etcd, a key and certificate per component and node, kubeconfigs that
-# embed them. Sourced by cluster.sh.
+# The cluster's certificates (openssl): a CA for the cluster, one for etcd
+# and one for the aggregation layer's front proxy, a key and certificate per
+# component and node, kubeconfigs that embed them. Sourced by cluster.sh.
 # shellcheck disable=SC2154 # the settings: settings.sh, which cluster.sh sources first
 
 # cert NAME CA SUBJECT USAGES [SANS]: a key and a certificate signed by CA.
@@ -56,6 +56,15 @@ make_pki() {
 	cert controller-manager ca /CN=system:kube-controller-manager clientAuth
 	cert scheduler ca /CN=system:kube-scheduler clientAuth
 	cert kube-proxy ca /CN=system:kube-proxy clientAuth
+	# The aggregation layer: the API server forwards a request for an API it
+	# does not serve (metrics.k8s.io) with this client certificate, from a CA
+	# of its own, and the user in X-Remote-* headers; metrics-server believes
+	# those headers only from a certificate of that CA with this name.
+	ca front-proxy-ca whoami-front-proxy-ca
+	cert front-proxy-client front-proxy-ca /CN=front-proxy-client clientAuth
+	# metrics-server's serving certificate: the API server checks it (the
+	# APIService's caBundle) rather than skip the check.
+	cert metrics-server ca /CN=metrics-server serverAuth "DNS:metrics-server.kube-system.svc"
 	local node
 	for node in "${nodes[@]}"; do
 		cert "$node" ca "/O=system:nodes/CN=system:node:$node" clientAuth

@@ -84,6 +84,11 @@ start_control_plane() {
 		--service-cluster-ip-range "$service_cidr" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+		--requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+		--requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+		--requestheader-extra-headers-prefix X-Remote-Extra- \
+		--proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+		--enable-aggregator-routing=true \
 		--anonymous-auth=false --profiling=false
 	wait_for "kube-apiserver ready" 60 kubectl get --raw /readyz
 	# The API server's client certificate may use every kubelet's API (logs, exec).

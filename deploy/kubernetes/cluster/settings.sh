@@ -11,8 +11,9 @@ k8s_version=$(module_version build k8s.io/kubernetes)
 etcd_version=$(module_version build go.etcd.io/etcd/server/v3)
 coredns_version=$(module_version coredns github.com/coredns/coredns)
 traefik_version=$(module_version traefik github.com/traefik/traefik/v3)
+metrics_server_version=$(module_version metrics-server sigs.k8s.io/metrics-server)
 bin=${WHOAMI_K8S_BIN:-/usr/local/lib/whoami/kubernetes-$k8s_version-etcd-$etcd_version}
-addons=$(dirname "$bin") # coredns-VERSION/, traefik-VERSION/
+addons=$(dirname "$bin") # coredns-VERSION/, traefik-VERSION/, metrics-server-VERSION/
 state=${WHOAMI_K8S_STATE:-/var/lib/whoami-kubernetes}
 # The project's registry, from .env.
 load_facts "$here/../../.."
@@ -20,6 +21,7 @@ registry=${REGISTRY:?} # set by load_facts
 pause_image=$registry/kubernetes/pause # tagged with the version of the kubernetes module's build/pause
 coredns_image=$registry/kubernetes/coredns:$coredns_version
 traefik_image=$registry/kubernetes/traefik:$traefik_version
+metrics_server_image=$registry/kubernetes/metrics-server:$metrics_server_version
 
 bridge=whoami-k8s
 # What the nodes' programs make outside $state, where no setting moves it: the
