@@ -150,6 +150,10 @@ k8s-rollout: k8s-running ## kubectl rollout restart under load (the Service and 
 k8s-drain: k8s-running ## Drain a node under load (the budget holds), uncordon, spread again: 0 failed requests
 	@$(CLUSTER) exec $(GO) run ./cmd/kube drain
 
+.PHONY: k8s-autoscale
+k8s-autoscale: k8s-running ## Load whoami until the autoscaler adds pods, then stop until it removes them: a timeline, docs/autoscale.svg, 0 failed requests
+	@$(CLUSTER) exec $(GO) run ./cmd/kube autoscale
+
 .PHONY: k8s-down
 k8s-down: ## Stop the cluster, remove everything k8s-up made, put back the kernel parameters it changed
 	@$(CLUSTER) down

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"whoami/internal/command"
@@ -118,16 +117,27 @@ func (k *kube) apply(ctx context.Context, d deployment) (ref, warnings string, e
 	return ref, warnings, err
 }
 
-// replicas returns the Deployment's count of pods, as applied from its
-// manifest.
+// replicas returns the count of pods the Deployment is headed for: its own,
+// or its autoscaler's minimum if that is more (a Deployment created without
+// a count starts with one pod, until the autoscaler's first pass).
 func (k *kube) replicas(ctx context.Context) (int, error) {
-	out, err := k.kubectlOut(ctx, "get", "deployment", "whoami", "-o", "jsonpath={.spec.replicas}")
+	n, err := k.count(ctx, "deployment", "jsonpath={.spec.replicas}")
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(out))
+	least, err := k.count(ctx, "horizontalpodautoscaler", "jsonpath={.spec.minReplicas}")
+	return max(n, least), err
+}
+
+// count reads a number of the object whoami of a kind, 0 if there is none.
+func (k *kube) count(ctx context.Context, kind, jsonpath string) (int, error) {
+	out, err := k.kubectlOut(ctx, "get", kind, "whoami", "--ignore-not-found", "-o", jsonpath)
+	if err != nil || out == "" {
+		return 0, err
+	}
+	n, err := strconv.Atoi(out)
 	if err != nil {
-		return 0, fmt.Errorf("the Deployment's replicas: %q", out)
+		return 0, fmt.Errorf("the %s's count: %q", kind, out)
 	}
 	return n, nil
 }

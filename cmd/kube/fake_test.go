@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"whoami/internal/command"
+	"whoami/internal/probe"
 	"whoami/internal/registry"
 	"whoami/internal/registry/registrytest"
 )
@@ -29,11 +30,13 @@ type cluster struct {
 	pods      []*fakePod
 	next      int
 	replicas  int
+	hpaMin    int // the autoscaler's minReplicas; 0: no autoscaler
 	service   *httptest.Server
 	frontDoor *httptest.Server
 	turns     [2]int // of the Service, of the front door: round robin
 	ran       []string
 	failDrain bool
+	failLoad  bool // cluster.sh load fails
 	stranger  bool // every fourth answer of the front door is not a pod's
 	strangers int  // the front door's requests, while stranger
 }
@@ -127,6 +130,9 @@ func (c *cluster) run(_ context.Context, cmd command.Cmd) (string, string, error
 	c.ran = append(c.ran, cmd.Name+" "+line)
 	switch {
 	case cmd.Name == "cluster.sh" && a[0] == "load":
+		if c.failLoad {
+			return "", "node-1 could not pull", command.Errorf(cmd, fmt.Errorf("exit status 1"), "node-1 could not pull")
+		}
 		return "", "", nil
 	case cmd.Name != "kubectl":
 	case line == "get --raw /readyz", line == "rollout status deployment/whoami --timeout 3m":
@@ -141,8 +147,13 @@ func (c *cluster) run(_ context.Context, cmd command.Cmd) (string, string, error
 			c.add("")
 		}
 		return "deployment.apps/whoami configured", "", nil
-	case line == "get deployment whoami -o jsonpath={.spec.replicas}":
+	case line == "get deployment whoami --ignore-not-found -o jsonpath={.spec.replicas}":
 		return fmt.Sprint(c.replicas), "", nil
+	case line == "get horizontalpodautoscaler whoami --ignore-not-found -o jsonpath={.spec.minReplicas}":
+		if c.hpaMin == 0 {
+			return "", "", nil
+		}
+		return fmt.Sprint(c.hpaMin), "", nil
 	case strings.HasPrefix(line, "get service whoami"):
 		return strings.TrimPrefix(c.service.URL, "http://"), "", nil
 	case line == "get pods -l app.kubernetes.io/name=whoami -o json":
@@ -232,6 +243,25 @@ func TestWaitServingWaitsForTheFrontDoorToo(t *testing.T) {
 	}
 }
 
+// Created without a count, the Deployment has one pod until the
+// autoscaler's first pass: waitServing waits for the autoscaler's minimum.
+func TestWaitServingWaitsForTheAutoscalersMinimum(t *testing.T) {
+	c := newCluster(t, 1)
+	c.hpaMin = 3
+	c.run(t.Context(), command.Cmd{Name: "kubectl", Args: []string{"apply", "-k", "x"}})
+	go func() { // the autoscaler's pass, a moment later
+		time.Sleep(100 * time.Millisecond)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for c.replicas = 3; len(c.pods) < 3; {
+			c.add("")
+		}
+	}()
+	if ps, err := c.kube().waitServing(t.Context()); err != nil || len(ps) != 3 {
+		t.Errorf("waitServing = %v, %v; want the autoscaler's 3 pods", names(ps), err)
+	}
+}
+
 // A rollout is over when the old pods are gone, not when the new ones
 // serve: they answer during their preStop wait.
 func TestRolloutWaitsUntilTheOldPodsAreGone(t *testing.T) {
@@ -307,5 +337,40 @@ func TestDemoCountsTheAnswersOfItsPods(t *testing.T) {
 		if want := "cluster.sh load " + reg.Host + "/whoami@" + index.Digest; !slices.Contains(c.ran, want) {
 			t.Errorf("ran %q, want %q", c.ran, want)
 		}
+	}
+	c := newCluster(t, 3)
+	c.failLoad = true
+	if err := demo(t.Context(), c.kube(), d, 12); err == nil || !strings.Contains(err.Error(), "node-1 could not pull") {
+		t.Errorf("demo when the nodes cannot pull the image: %v", err)
+	}
+	if slices.ContainsFunc(c.ran, func(s string) bool { return strings.HasPrefix(s, "kubectl apply") }) {
+		t.Error("the manifests were applied though the image could not be loaded")
+	}
+}
+
+// One failed request fails a rollout or a drain: a real load against a
+// server of the test that fails its fifth request, and only that one.
+func TestReportLoadFailsOnOneFailedRequest(t *testing.T) {
+	n := 0
+	var mu sync.Mutex
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n == 5 {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "whoami-1")
+	}))
+	defer s.Close()
+	l := probe.Start(t.Context(), s.URL, probe.Options{Clients: 1})
+	for total, _ := l.Counts(); total < 10; total, _ = l.Counts() {
+		time.Sleep(time.Millisecond)
+	}
+	l.Stop()
+	ls := loads{{target{"the Service", s.URL, ""}, l}}
+	var out strings.Builder
+	if err := reportLoad(&kube{out: &out}, ls, 1); err == nil || !strings.HasSuffix(err.Error(), "requests failed") {
+		t.Errorf("reportLoad = %v, want a failure\n%s", err, out.String())
 	}
 }

@@ -784,6 +784,30 @@ func TestEveryListenerIsOnLoopbackOrTheClustersOwnAddresses(t *testing.T) {
 	}
 }
 
+// Load through the front door until the autoscaler adds pods, then none
+// until it removes them, with paced clients through the Service and the
+// front door all along: no request fails, a new pod serves within 90 s of
+// the CPU crossing the target, and the count is back to the minimum within
+// the scale-down window and a minute (autoscale's report checks each).
+func TestTheAutoscalerScalesOutAndBackInLosingNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	k, _ := deploy(t, ctx)
+	var out strings.Builder
+	k.out = &out
+	s, err := autoscale(ctx, k, 24)
+	if s != nil {
+		err = errors.Join(err, s.report(k))
+	}
+	t.Logf("the run:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.most <= s.auto.min {
+		t.Errorf("at most %d pods served: the autoscaler never scaled out", s.most)
+	}
+}
+
 func TestMisuseGetsOneLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"whoami/internal/cli"
@@ -29,7 +30,7 @@ import (
 
 func main() { cli.Main("kube", run) }
 
-const usage = `Usage: kube [flags] demo|rollout|drain [flags]
+const usage = `Usage: kube [flags] demo|rollout|drain|autoscale [flags]
 
   demo     deploy the manifests with -image by digest (kubectl apply -k),
            wait until the Deployment's pods are Ready, send -n requests through the front door
@@ -39,9 +40,23 @@ const usage = `Usage: kube [flags] demo|rollout|drain [flags]
   drain    kubectl drain of one node (-node, default the one with the most
            pods) under the same load, then uncordon it and spread the pods
            again with a rollout; fails if a single request failed
+  autoscale  a load through the front door that rises until the autoscaler
+           adds pods, then stops until it removes them, while paced clients
+           load the Service and the front door; prints a line every 5 s,
+           draws the run in -svg; fails if a pod came more than 90 s after
+           the CPU crossed the target, the count was not back to the
+           minimum within the scale-down window and a minute, or a single
+           request failed
 
 Flags:
 `
+
+// validName reports whether s is a name Kubernetes takes for a namespace
+// (an RFC 1123 label).
+func validName(s string) bool {
+	return len(s) > 0 && len(s) <= 63 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == "" &&
+		s[0] != '-' && s[len(s)-1] != '-'
+}
 
 func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("kube", flag.ContinueOnError)
@@ -52,17 +67,29 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	namespace := fs.String("namespace", "whoami", "the namespace of the manifests")
 	manifests := fs.String("manifests", "deploy/kubernetes", "the folder of the manifests and their Kustomization (and of gateway/, the route)")
 	cluster := fs.String("cluster", "deploy/kubernetes/cluster/cluster.sh", "the cluster's script (it loads the image into the nodes)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	maxClients := fs.Int("max-clients", 24, "autoscale: the most clients of the rising load")
+	svg := fs.String("svg", "docs/autoscale.svg", "autoscale: where to draw the run")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (autoscale: 15m)")
 	args, err := cli.Parse(fs, args, stdout, usage)
 	if err != nil {
 		return err
 	}
-	cmd, _, err := cli.Command(args, 0, "demo", "rollout", "drain")
+	cmd, _, err := cli.Command(args, 0, "demo", "rollout", "drain", "autoscale")
 	if err != nil {
 		return err
 	}
-	if *n < 1 || *clients < 0 {
-		return cli.Usagef("-n must be at least 1, -clients at least 0")
+	if *n < 1 || *clients < 0 || *maxClients < 2 {
+		return cli.Usagef("-n must be at least 1, -clients at least 0, -max-clients at least 2")
+	}
+	if *timeout <= 0 || !validName(*namespace) {
+		return cli.Usagef("-timeout must be more than 0, -namespace a namespace's name")
+	}
+	if cmd == "autoscale" {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "timeout" })
+		if !set {
+			*timeout = 15 * time.Minute
+		}
 	}
 	if cmd == "demo" && *image == "" {
 		return cli.Usagef("demo needs -image REGISTRY/NAME:TAG (make k8s-demo passes the one make release pushed)")
@@ -81,6 +108,16 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return demo(ctx, k, deployment{image: *image, manifests: *manifests, cluster: *cluster}, *n)
 	case "rollout":
 		return rollout(ctx, k, *clients)
+	case "autoscale":
+		s, err := autoscale(ctx, k, *maxClients)
+		if s == nil {
+			return err
+		}
+		if werr := drawTo(*svg, s); werr != nil {
+			return errors.Join(err, werr)
+		}
+		k.printf("the run, drawn: %s\n", *svg)
+		return errors.Join(err, s.report(k))
 	}
 	return drain(ctx, k, *node, *clients)
 }

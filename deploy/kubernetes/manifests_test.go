@@ -15,6 +15,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -36,6 +37,7 @@ type manifests struct {
 	service    *corev1.Service
 	pdb        *policyv1.PodDisruptionBudget
 	policy     *networkingv1.NetworkPolicy
+	hpa        *autoscalingv2.HorizontalPodAutoscaler
 	files      []string // the files' names
 }
 
@@ -60,8 +62,8 @@ func load(dir string) (*manifests, error) {
 			}
 		}
 	}
-	if m.namespace == nil || m.deployment == nil || m.service == nil || m.pdb == nil || m.policy == nil {
-		return nil, fmt.Errorf("want a Namespace, a Deployment, a Service, a PodDisruptionBudget and a NetworkPolicy in %s", dir)
+	if m.namespace == nil || m.deployment == nil || m.service == nil || m.pdb == nil || m.policy == nil || m.hpa == nil {
+		return nil, fmt.Errorf("want a Namespace, a Deployment, a Service, a PodDisruptionBudget, a NetworkPolicy and a HorizontalPodAutoscaler in %s", dir)
 	}
 	return m, nil
 }
@@ -88,6 +90,9 @@ func (m *manifests) decode(doc []byte) error {
 	case "policy/v1/PodDisruptionBudget":
 		m.pdb = &policyv1.PodDisruptionBudget{}
 		obj = m.pdb
+	case "autoscaling/v2/HorizontalPodAutoscaler":
+		m.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
+		obj = m.hpa
 	default:
 		return fmt.Errorf("unexpected apiVersion/kind %q", gvk)
 	}
@@ -185,11 +190,41 @@ func TestManifests(t *testing.T) {
 			ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge == nil || ru.MaxSurge.IntValue() < 1 {
 			t.Errorf("strategy %+v: want RollingUpdate, maxUnavailable 0, maxSurge at least 1", d.Spec.Strategy)
 		}
-		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
-			t.Errorf("replicas %v, want 3", d.Spec.Replicas)
-		}
 		if len(pod.Spec.TopologySpreadConstraints) == 0 {
 			t.Error("want a topology spread constraint across nodes")
+		}
+	})
+
+	t.Run("the autoscaler owns the count, and keeps the budget meaningful", func(t *testing.T) {
+		h := m.hpa.Spec
+		if d.Spec.Replicas != nil {
+			t.Errorf("the Deployment sets replicas %d: every kubectl apply would undo the autoscaler's count", *d.Spec.Replicas)
+		}
+		if ref := h.ScaleTargetRef; ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != d.Name || m.hpa.Namespace != d.Namespace {
+			t.Errorf("the autoscaler scales %+v in %s, want the Deployment %s in %s", ref, m.hpa.Namespace, d.Name, d.Namespace)
+		}
+		// The budget lets maxUnavailable go at a time: at the minimum, at
+		// least two must still serve, one per node.
+		unavailable := m.pdb.Spec.MaxUnavailable.IntValue()
+		if h.MinReplicas == nil || *h.MinReplicas-int32(unavailable) < 2 || *h.MinReplicas < 3 {
+			t.Errorf("minReplicas %v with the budget's maxUnavailable %d: want at least 3, and 2 serving during a disruption", h.MinReplicas, unavailable)
+		}
+		if h.MinReplicas != nil && h.MaxReplicas <= *h.MinReplicas {
+			t.Errorf("maxReplicas %d: want more than minReplicas %d, or nothing scales", h.MaxReplicas, *h.MinReplicas)
+		}
+		if len(h.Metrics) != 1 || h.Metrics[0].Type != autoscalingv2.ResourceMetricSourceType || h.Metrics[0].Resource == nil ||
+			h.Metrics[0].Resource.Name != corev1.ResourceCPU || h.Metrics[0].Resource.Target.Type != autoscalingv2.UtilizationMetricType ||
+			h.Metrics[0].Resource.Target.AverageUtilization == nil {
+			t.Fatalf("metrics %+v: want the pods' CPU utilization", h.Metrics)
+		}
+		if u := *h.Metrics[0].Resource.Target.AverageUtilization; u <= 0 || u >= 100 {
+			t.Errorf("target %d%% of the CPU request: want room to grow before the pods are busy", u)
+		}
+		if c.Resources.Requests.Cpu().IsZero() {
+			t.Error("no CPU request: a utilization target is a share of it")
+		}
+		if b := h.Behavior; b == nil || b.ScaleDown == nil || b.ScaleDown.StabilizationWindowSeconds == nil || *b.ScaleDown.StabilizationWindowSeconds <= 0 {
+			t.Errorf("behavior %+v: want a scale-down window, stated", h.Behavior)
 		}
 	})
 
