@@ -39,6 +39,7 @@ type container struct {
 	state, health          string
 	created                time.Time
 	checks                 int
+	upIn                   int // HAProxy's own checks until it marks the replica UP, once healthy
 }
 
 // check is Docker's health check, as an inspect sees it: a new replica is
@@ -67,7 +68,7 @@ func (e *engine) start() *container {
 	e.next++
 	c := &container{id: fmt.Sprintf("%064x", e.next), name: fmt.Sprintf("whoami-whoami-%d", e.next),
 		hostname: fmt.Sprintf("host%d", e.next), ip: fmt.Sprintf("172.18.0.%d", e.next+1),
-		state: "running", health: "starting", created: time.Unix(int64(e.next), 0)}
+		state: "running", health: "starting", created: time.Unix(int64(e.next), 0), upIn: 2}
 	e.replicas = append(e.replicas, c)
 	return c
 }
@@ -90,7 +91,12 @@ func (e *engine) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/;csv" {
 		fmt.Fprintln(w, "# pxname,svname,status,addr,stot")
 		for i, c := range cs {
-			fmt.Fprintf(w, "whoami,whoami%d,UP,%s:8080,0\n", i+1, c.ip)
+			status := "UP"
+			if c.upIn > 0 { // HAProxy checks on its own clock
+				c.upIn--
+				status = "DOWN"
+			}
+			fmt.Fprintf(w, "whoami,whoami%d,%s,%s:8080,0\n", i+1, status, c.ip)
 		}
 		return
 	}
@@ -244,6 +250,13 @@ func TestRestoreUndoesWhatAnInterruptLeft(t *testing.T) {
 			}
 			if got := e.running(); !slices.Equal(got, tc.want) {
 				t.Errorf("running after restore: %v, want %v", got, tc.want)
+			}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			for _, r := range e.replicas {
+				if r.upIn > 0 {
+					t.Errorf("restore returned before HAProxy had %s up", r.name)
+				}
 			}
 		})
 	}
