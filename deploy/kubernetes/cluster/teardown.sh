@@ -55,6 +55,10 @@ down() {
 		awk -v s="$state/" 'index($2, s) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
 	fi
 	for node in "${nodes[@]}"; do
+		# The node's veth first: deleting one end removes the pair at once,
+		# where deleting the namespace leaves the kernel to remove it later
+		# (with its kernel parameters, which the check below would find).
+		! ip link show "$(netns "$node")" >/dev/null 2>&1 || ip link delete "$(netns "$node")"
 		! ip netns list | grep -qw "$(netns "$node")" || ip netns delete "$(netns "$node")"
 	done
 	! ip link show "$bridge" >/dev/null 2>&1 || ip link delete "$bridge"
@@ -101,6 +105,7 @@ leftovers() {
 	ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
 	for node in "${nodes[@]}"; do
 		ip netns list | grep -qw "$(netns "$node")" && left+=("netns $(netns "$node")")
+		ip link show "$(netns "$node")" >/dev/null 2>&1 && left+=("veth $(netns "$node")")
 		for d in $(cgroup_dirs "$node"); do [ ! -d "$d" ] || left+=("$d"); done
 	done
 	iptables -S FORWARD | grep -q whoami-kubernetes && left+=("iptables rule in FORWARD")
