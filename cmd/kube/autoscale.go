@@ -112,7 +112,6 @@ type sample struct {
 	rps      float64       // requests per second answered over the last interval, all clients
 	failed   int           // failed requests so far, all clients
 	loadOn   bool          // the rising load is running
-	clients  int           // its clients
 	cpuKnown bool
 }
 
@@ -169,13 +168,6 @@ func autoscale(ctx context.Context, k *kube, maxClients int) (*scaling, error) {
 		}
 	}
 	defer stopRising()
-	answered := func() (n int, failed int) {
-		for _, l := range append(slices.Clone(s.rising), s.paced[0].Load, s.paced[1].Load) {
-			total, f := l.Counts()
-			n, failed = n+total-f, failed+f
-		}
-		return n, failed
-	}
 	target := request * float64(a.target) / 100
 	deadline := time.After(15 * time.Minute)
 	tick := time.NewTicker(5 * time.Second)
@@ -200,7 +192,7 @@ func autoscale(ctx context.Context, k *kube, maxClients int) (*scaling, error) {
 			stopRising()
 			s.loadOff, loadOn = at, false
 		}
-		smp := sample{at: at, loadOn: loadOn, clients: len(s.rising)}
+		smp := sample{at: at, loadOn: loadOn}
 		if ps, err := k.pods(ctx); err == nil {
 			smp.serving = len(serving(ps))
 			if cpu, err := k.podCPU(ctx); err == nil && len(cpu) > 0 {
@@ -219,7 +211,9 @@ func autoscale(ctx context.Context, k *kube, maxClients int) (*scaling, error) {
 		if h, err := k.autoscaler(ctx); err == nil {
 			smp.desired = h.desired
 		}
-		n, failed := answered()
+		service, frontDoor, rising, sent := s.failed()
+		failed := service + frontDoor + rising
+		n := sent - failed
 		if len(s.samples) > 0 {
 			smp.rps = float64(n-lastN) / (at - lastAt).Seconds()
 		}
