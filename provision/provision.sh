@@ -8,7 +8,8 @@
 #   bench       lb, plus wrk: make bench
 #   release     images, plus a current BuildKit (buildkitd), the project's
 #               registry on 127.0.0.1:5000 with its credentials, the SBOM
-#               generator, and emulators for the other platforms: make release
+#               generator, emulators for the other platforms, cosign and the
+#               signing key: make release
 #   kubernetes  the engine and the registry, plus containerd, runc, the CNI
 #               plugins, and the cluster's binaries and pause image, built
 #               from source: make k8s-up
@@ -183,7 +184,7 @@ provision() {
 	images) ensure engine buildx golang_image ;;
 	lb) ensure engine buildx golang_image compose haproxy_image ;;
 	bench) ensure engine buildx golang_image compose haproxy_image wrk ;;
-	release) ensure engine buildx golang_image registry buildkitd sbom_generator emulators ;;
+	release) ensure engine buildx golang_image registry buildkitd sbom_generator emulators cosign signing_key ;;
 	kubernetes) ensure engine registry kubernetes ;;
 	lint) ensure shellcheck ;;
 	all) for t in images lb release kubernetes lint; do provision $t; done ;;

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # What make release needs besides the engine, provisioned: the project's
-# registry with its credentials, a current BuildKit, the SBOM generator, and
-# emulators for the platforms this machine is not. Sourced by provision.sh,
+# registry with its credentials, a current BuildKit, the SBOM generator,
+# emulators for the platforms this machine is not, cosign and the key that
+# signs. Sourced by provision.sh,
 # which sets $bin, $registry and $golang_image.
 # shellcheck disable=SC2154
 
@@ -189,4 +190,56 @@ ensure_sbom_generator() {
 		rm -rf "$tmp"
 	fi
 	step "SBOM generator: $SBOM_GENERATOR"
+}
+
+# cosign, built from the Go module proxy at the version of provision/sigstore
+# (the module of the cluster's policy-controller too: one build list, so that
+# the verifier of make release is the cluster's), as $bin/cosign, where a
+# user's `cosign verify` finds it.
+ensure_cosign() {
+	local want have=""
+	want=$(awk '$1 == "github.com/sigstore/cosign/v2" { print $2; exit }' provision/sigstore/go.mod)
+	[ ! -x "$bin/cosign" ] || have=$("$bin/cosign" version --json 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
+	if [ "$have" != "$want" ]; then
+		need_root "cosign $want is missing"
+		step "go build github.com/sigstore/cosign/v2/cmd/cosign@$want -> $bin/cosign (provision/sigstore; about 4 min the first time)"
+		local t0 tmp
+		t0=$(date +%s)
+		tmp=$(mktemp -d)
+		(cd provision/sigstore && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -o "$tmp/cosign" \
+			-ldflags "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$want" github.com/sigstore/cosign/v2/cmd/cosign) >"$tmp/log" 2>&1 ||
+			{
+				tail -20 "$tmp/log" >&2
+				rm -rf "$tmp"
+				fail "building cosign failed"
+			}
+		mv "$tmp/cosign" "$bin/cosign" && rm -rf "$tmp"
+		step "built in $(($(date +%s) - t0)) s: $(du -m "$bin/cosign" | cut -f1) MB"
+	fi
+	step "cosign: $want ($bin/cosign)"
+}
+
+# The key pair that signs releases, made once like the registry's
+# credentials: the private key readable by root only, never on a command
+# line nor in the repository; the public key beside it, readable by all
+# (users verify with it, the cluster's policy gets it). Its password is
+# empty: the file's mode is what guards it, as the registry's password is
+# guarded; set COSIGN_PASSWORD for a key of your own that has one. Delete
+# the folder to make a new pair: the next release is signed with it.
+ensure_signing_key() {
+	local key=$SIGNING_KEY dir
+	dir=$(dirname "$key")
+	if [ -s "$key" ] && [ -s "${key%.key}.pub" ]; then
+		step "signing key: $key (root only), ${key%.key}.pub"
+		return
+	fi
+	need_root "the signing key $key is missing"
+	step "make the signing key pair: cosign generate-key-pair -> $key (root only), ${key%.key}.pub"
+	(
+		umask 077
+		mkdir -p "$dir"
+		cd "$dir" && rm -f "$key" "${key%.key}.pub" &&
+			COSIGN_PASSWORD='' "$bin/cosign" generate-key-pair --output-key-prefix "$(basename "${key%.key}")" >/dev/null 2>&1
+	) || fail "cosign generate-key-pair in $dir failed"
+	chmod 755 "$dir" && chmod 600 "$key" && chmod 644 "${key%.key}.pub"
 }
