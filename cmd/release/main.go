@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"whoami/internal/cli"
 	"whoami/internal/command"
@@ -35,6 +36,7 @@ type options struct {
 	registry, image, version string
 	platforms                []string
 	builder, generator       string
+	key                      string // cosign's private key; its public key is beside it, .pub
 	noCache, allowDirty      bool
 	dirty                    bool   // uncommitted changes, found by run
 	dir                      string // the repository to build
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&platforms, "platforms", "", "comma-separated platforms, such as linux/amd64,linux/arm/v7; make release passes .env's PLATFORMS")
 	fs.StringVar(&o.builder, "builder", "", "the buildx builder (a current BuildKit); make release passes .env's RELEASE_BUILDER")
 	fs.StringVar(&o.generator, "sbom-generator", "", "the SBOM generator image; make release passes .env's SBOM_GENERATOR")
+	fs.StringVar(&o.key, "key", "", "the cosign private key that signs the release (KEY.pub beside it verifies); make release passes .env's SIGNING_KEY")
 	fs.BoolVar(&o.noCache, "no-cache", false, "build without BuildKit's cache")
 	fs.StringVar(&o.dir, "C", ".", "the repository to build (a git work tree)")
 	fs.BoolVar(&o.allowDirty, "allow-dirty", false, "release uncommitted changes too, labelled as such (revision <commit>-dirty)")
@@ -76,8 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.version == "" {
 		return cli.Usagef("-version is required (make release passes git describe)")
 	}
-	if o.registry == "" || o.builder == "" || o.generator == "" || platforms == "" {
-		return cli.Usagef("-registry, -builder, -sbom-generator and -platforms are required (make release passes them from .env)")
+	if o.registry == "" || o.builder == "" || o.generator == "" || platforms == "" || o.key == "" {
+		return cli.Usagef("-registry, -builder, -sbom-generator, -platforms and -key are required (make release passes them from .env)")
 	}
 	if host, repo := o.hostAndRepo(); !registry.ValidHost(host) || !registry.ValidRepo(repo) || !registry.ValidTag(o.version) {
 		return cli.Usagef("%s is not a reference a registry takes: check -registry (HOST:PORT[/NAMESPACE]), -image and -version", o.ref())
@@ -103,6 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, _, err := (command.Exec{}).Run(ctx, command.Cmd{Name: "docker", Args: []string{"buildx", "inspect", o.builder}}); err != nil {
 		return fmt.Errorf("no buildx builder %q (%s): run make docker-ready, which starts a current BuildKit and creates it", o.builder, firstLine(err.Error()))
 	}
+	s := signer{run: command.Exec{Timeout: 5 * time.Minute}, key: o.key}
+	for _, f := range []string{s.key, s.pub()} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("no signing key (%v): run make docker-ready as root, which makes one", err)
+		}
+	}
+	if _, _, err := (command.Exec{}).Run(ctx, command.Cmd{Name: "cosign", Args: []string{"version"}}); err != nil {
+		return fmt.Errorf("no cosign (%s): run make docker-ready as root, which builds it", firstLine(err.Error()))
+	}
 	fmt.Fprintf(stdout, "==> building %s for %s\n", o.ref(), strings.Join(o.platforms, ", "))
 	digest, err := build(ctx, o, stderr)
 	if err != nil {
@@ -115,7 +127,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if rel.digest != digest {
 		return fmt.Errorf("the registry holds %s under %s, but BuildKit pushed %s", rel.digest, o.ref(), digest)
 	}
+	repoRef := host + "/" + repo
+	fmt.Fprintf(stdout, "==> signing the index, %d images and their attestations with %s\n", len(rel.images), s.key)
+	start := time.Now()
+	if err := s.sign(ctx, r, repo, repoRef, rel); err != nil {
+		return err
+	}
+	signed := time.Since(start)
+	if err := s.verify(ctx, repoRef, rel); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "==> signed in %.1f s, verified in %.1f s\n", signed.Seconds(), (time.Since(start) - signed).Seconds())
 	rel.print(stdout, o.ref())
+	s.printVerify(stdout, repoRef, rel)
 	return nil
 }
 

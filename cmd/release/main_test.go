@@ -46,7 +46,7 @@ func TestCheckPlatforms(t *testing.T) {
 // Flags that are wrong or missing stop the tool with one line and exit
 // status 2 before it asks anything of Git, the registry or BuildKit.
 func TestTheCommandLine(t *testing.T) {
-	all := []string{"-registry", "127.0.0.1:1", "-builder", "b", "-sbom-generator", "g", "-platforms", "linux/amd64", "-version", "v"}
+	all := []string{"-registry", "127.0.0.1:1", "-builder", "b", "-sbom-generator", "g", "-platforms", "linux/amd64", "-version", "v", "-key", "k.key"}
 	usage := func(args []string, stderr string) clitest.Case {
 		return clitest.Case{Args: args, Code: 2, Stderr: "release: " + stderr}
 	}
@@ -54,8 +54,9 @@ func TestTheCommandLine(t *testing.T) {
 		usage(append(all, "extra"), `unexpected argument "extra"`),
 		usage(append([]string{"extra"}, all...), `unexpected argument "extra"`),
 		usage(append(all, "-version", ""), "-version is required"),
-		usage(append(all, "-platforms", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
-		usage(append(all, "-registry", ""), "-registry, -builder, -sbom-generator and -platforms are required"),
+		usage(append(all, "-platforms", ""), "-registry, -builder, -sbom-generator, -platforms and -key are required"),
+		usage(append(all, "-registry", ""), "-registry, -builder, -sbom-generator, -platforms and -key are required"),
+		usage(append(all, "-key", ""), "-registry, -builder, -sbom-generator, -platforms and -key are required"),
 		usage(append(all, "-platforms", "linux/amd64,windows/arm64"), `unsupported platform "windows/arm64"`),
 		usage(append(all, "-version", "bad tag!"), `127.0.0.1:1/whoami:bad tag! is not a reference a registry takes`),
 		usage(append(all, "-image", "UP PER"), `127.0.0.1:1/UP PER:v is not a reference`),
@@ -68,7 +69,7 @@ func TestHelpListsTheFlags(t *testing.T) {
 	if err := run(t.Context(), []string{"-h"}, &out, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("release -h: %v, want flag.ErrHelp, which exits 0", err)
 	}
-	for _, flag := range []string{"-registry", "-platforms", "-sbom-generator", "-allow-dirty"} {
+	for _, flag := range []string{"-registry", "-platforms", "-sbom-generator", "-allow-dirty", "-key"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("release -h does not list %s:\n%s", flag, out.String())
 		}

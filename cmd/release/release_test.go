@@ -61,7 +61,7 @@ func mustFacts() map[string]string {
 // later flag in args wins.
 func withFacts(args ...string) []string {
 	return append([]string{"-registry", env["REGISTRY"], "-builder", env["RELEASE_BUILDER"], "-sbom-generator", env["SBOM_GENERATOR"],
-		"-platforms", env["PLATFORMS"]}, args...)
+		"-platforms", env["PLATFORMS"], "-key", env["SIGNING_KEY"]}, args...)
 }
 
 func TestMain(m *testing.M) {
@@ -561,8 +561,8 @@ func docker(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// deleteRepo removes the index under repo:tag and every manifest it names
-// from the registry (their blobs wait for the registry's garbage collector).
+// deleteRepo removes the index under repo:tag, every manifest it names and
+// their signatures from the registry (their blobs wait for the registry's garbage collector).
 func deleteRepo(ctx context.Context, repo, tag string) {
 	rel, err := pushed(ctx, reg, repo, tag)
 	if err != nil {
@@ -574,6 +574,15 @@ func deleteRepo(ctx context.Context, repo, tag string) {
 	}
 	for _, a := range rel.attestations {
 		digests = append(digests, a.digest)
+	}
+	// cosign's signatures and attestations, under tags named after what
+	// they are about.
+	for _, d := range digests[:1+len(rel.images)] {
+		for _, suffix := range []string{".sig", ".att"} {
+			if _, sig, err := reg.Manifest(ctx, repo, strings.Replace(d, ":", "-", 1)+suffix); err == nil {
+				digests = append(digests, sig)
+			}
+		}
 	}
 	for _, d := range digests {
 		reg.Do(ctx, http.MethodDelete, "/v2/"+repo+"/manifests/"+d, "")
