@@ -106,9 +106,9 @@ lb-down: ## Stop and remove the lb-demo stack (containers and network)
 	$(COMPOSE) down --remove-orphans
 
 .PHONY: release
-release: provision-release ## Build Dockerfile for PLATFORMS (six) with a current BuildKit, push one attested index to REGISTRY
+release: provision-release ## Build Dockerfile for PLATFORMS (six) with a current BuildKit, push one attested index to REGISTRY, sign it with cosign and verify
 	$(GO) run ./cmd/release -registry $(REGISTRY) -builder $(RELEASE_BUILDER) -sbom-generator $(SBOM_GENERATOR) \
-		-image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
+		-image $(IMAGE) -version $(VERSION) -platforms $(PLATFORMS) -key $(SIGNING_KEY) $(if $(NO_CACHE),-no-cache) $(if $(ALLOW_DIRTY),-allow-dirty)
 
 .PHONY: run-container
 run-container: image-multi ## Run whoami:2.0 with its port (8080) published (Ctrl-C stops it)
@@ -153,6 +153,10 @@ k8s-drain: k8s-running ## Drain a node under load (the budget holds), uncordon, 
 .PHONY: k8s-autoscale
 k8s-autoscale: k8s-running ## Load whoami until the autoscaler adds pods, then stop until it removes them: a timeline, docs/autoscale.svg, 0 failed requests
 	@$(CLUSTER) exec $(GO) run ./cmd/kube autoscale
+
+.PHONY: k8s-admission
+k8s-admission: k8s-running release ## Time the admission of a pod of the release with the image policy on and off (dry runs)
+	@$(CLUSTER) exec $(GO) run ./cmd/kube admission -image $(REGISTRY)/$(IMAGE):$(VERSION)
 
 .PHONY: k8s-down
 k8s-down: ## Stop the cluster, remove everything k8s-up made, put back the kernel parameters it changed

@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # The cluster of make k8s-up, provisioned: Debian's containerd (a separate
-# instance runs per node; Docker's is never touched), runc and CNI plugins,
-# then the Kubernetes and etcd binaries, the pause image, CoreDNS, Traefik
-# and metrics-server, built from source once per machine (the modules of
-# deploy/kubernetes/cluster, whose settings.sh names them). Sourced by
-# provision.sh.
+# instance runs per node; Docker's is never touched), runc, CNI plugins and
+# socat (the image policy's way to the registry),
+# then the Kubernetes and etcd binaries, the pause image, CoreDNS, Traefik,
+# metrics-server and sigstore's policy-controller, built from source once per machine (the modules of
+# deploy/kubernetes/cluster, whose settings.sh names them), and the
+# project's proxy beside the policy-controller (cmd/registry-proxy). Sourced
+# by provision.sh.
 # shellcheck disable=SC2030,SC2031 # build_kubernetes reads the settings in its subshell, and calls build_addon there
 
 ensure_kubernetes() {
@@ -13,6 +15,7 @@ ensure_kubernetes() {
 	command -v runc >/dev/null || missing+=(runc)
 	[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 	command -v iptables >/dev/null || missing+=(iptables)
+	command -v socat >/dev/null || missing+=(socat)
 	[ ${#missing[@]} = 0 ] || apt_install "${missing[*]} (for the Kubernetes nodes)" "${missing[@]}"
 	need_root "the Kubernetes cluster"
 	build_kubernetes
@@ -75,13 +78,23 @@ build_kubernetes() (
 		"-X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version"
 	build_addon metrics-server "$metrics_server_version" "$metrics_server_image" "about 3 min the first time" \
 		"-X k8s.io/client-go/pkg/version.gitVersion=$metrics_server_version"
+	# The admission webhook of sigstore's policy-controller, from the module
+	# that cosign is built from too (make release): one build list, so the
+	# cluster checks signatures with the very code that makes them.
+	build_addon policy-controller "$policy_controller_version" "$policy_controller_image" "about 2 min after cosign, 5 without" \
+		"" "$sigstore_module" github.com/sigstore/policy-controller/cmd/webhook
+	# Beside it, the project's own proxy to the registry (cmd/registry-proxy).
+	local proxy
+	proxy=$(registry_proxy_image)
+	build_addon registry-proxy "${proxy##*:}" "$proxy" "seconds" "" "$PWD" ./cmd/registry-proxy
 )
 
-# build_addon NAME VERSION IMAGE HOW_LONG [LDFLAGS]: the tool of the module in
-# NAME/ (its one command, NAME) built into $addons/NAME-VERSION, and IMAGE, the
-# binary alone FROM scratch as our own image is, pushed to the registry.
+# build_addon NAME VERSION IMAGE HOW_LONG [LDFLAGS [MODULE PACKAGE]]: the tool
+# of the module in NAME/ (its one command, NAME), or PACKAGE of MODULE (a
+# folder), built into $addons/NAME-VERSION/NAME, and IMAGE, the binary alone
+# FROM scratch as our own image is, pushed to the registry.
 build_addon() {
-	local name=$1 version=$2 image=$3 dir=$addons/$1-$2
+	local name=$1 version=$2 image=$3 dir=$addons/$1-$2 module=${6:-$here/$1} pkg=${7:-tool}
 	if in_registry "$image"; then
 		step "$name image: $image"
 		return
@@ -93,7 +106,7 @@ build_addon() {
 		local t0 tmp=$dir.partial
 		t0=$(date +%s.%N)
 		rm -rf "$tmp" && mkdir -p "$tmp"
-		(cd "$here/$name" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w ${5:-}" -o "$tmp/" tool) >"$tmp.log" 2>&1 ||
+		(cd "$module" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w ${5:-}" -o "$tmp/$name" "$pkg") >"$tmp.log" 2>&1 ||
 			{
 				tail -20 "$tmp.log" >&2
 				fail "building $name failed: the lines above, all of it in $tmp.log"
@@ -102,8 +115,12 @@ build_addon() {
 		mv "$tmp" "$dir"
 		step "built in $(since "$t0") s: $(du -m "$dir/$name" | cut -f1) MB"
 	fi
-	step "build the image $image: $name alone, FROM scratch (rebuilt locally from the Go module proxy: no container registry can be reached here)"
-	docker build -q --label "org.opencontainers.image.description=$name $version, rebuilt locally from its Go module" \
+	local origin="rebuilt locally from the Go module proxy: no container registry can be reached here" label="rebuilt locally from its Go module"
+	if [ "$module" = "$PWD" ]; then
+		origin="this repository's own" label="built from this repository"
+	fi
+	step "build the image $image: $name alone, FROM scratch ($origin)"
+	docker build -q --label "org.opencontainers.image.description=$name $version, $label" \
 		-t "$image" -f - "$dir" >/dev/null <<EOF
 FROM scratch
 COPY $name /$name

@@ -65,24 +65,29 @@ func TestClusterDNSResolvesTheServiceInAPodAndOnThisMachine(t *testing.T) {
 }
 
 // resolveImage builds ./resolve into an image FROM scratch, pushes it to the
-// project's registry and loads it into the nodes.
+// project's registry, signs it with the release key (the namespace admits
+// nothing else), loads it into the nodes, and returns it by digest.
 func resolveImage(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	dir := t.TempDir()
-	ref := registryHost + "/whoami-k8s-test-resolve:" + dockercli.RandomName()
+	tagged := registryHost + "/whoami-k8s-test-resolve:" + dockercli.RandomName()
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/resolve", "./resolve")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	docker := exec.CommandContext(ctx, "docker", "build", "-q", "-t", ref, "-f", "-", dir)
+	docker := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tagged, "-f", "-", dir)
 	docker.Stdin = strings.NewReader("FROM scratch\nCOPY resolve /resolve\nUSER 65534:65534\nENTRYPOINT [\"/resolve\"]\n")
-	for _, cmd := range []*exec.Cmd{
-		build, docker,
-		exec.CommandContext(ctx, "docker", "push", "-q", ref),
-		exec.CommandContext(ctx, "docker", "image", "rm", ref),
-		exec.CommandContext(ctx, clusterScript, "load", ref),
-	} {
+	for _, cmd := range []*exec.Cmd{build, docker, exec.CommandContext(ctx, "docker", "push", "-q", tagged), exec.CommandContext(ctx, "docker", "image", "rm", tagged)} {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 		}
+	}
+	repo, dgst, err := digest(ctx, tagged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := repo + "@" + dgst
+	runCosign(t, ctx, "", "sign", "--key", signingKey, "--tlog-upload=false", "--yes", ref)
+	if out, err := exec.CommandContext(ctx, clusterScript, "load", ref).CombinedOutput(); err != nil {
+		t.Fatalf("%s load %s: %v\n%s", clusterScript, ref, err, out)
 	}
 	return ref
 }

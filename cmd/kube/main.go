@@ -8,6 +8,7 @@
 //	go run ./cmd/kube demo -image REGISTRY/whoami:v1.2.3   # make k8s-demo: the release of this commit
 //	go run ./cmd/kube rollout
 //	go run ./cmd/kube drain
+//	go run ./cmd/kube admission -image REGISTRY/whoami:v1.2.3  # make k8s-admission
 //
 // It runs the kubectl it finds on PATH with the usual KUBECONFIG, and sends
 // requests only to the front door at WHOAMI_URL (a node's address) and to
@@ -30,7 +31,7 @@ import (
 
 func main() { cli.Main("kube", run) }
 
-const usage = `Usage: kube [flags] demo|rollout|drain|autoscale [flags]
+const usage = `Usage: kube [flags] demo|rollout|drain|autoscale|admission [flags]
 
   demo     deploy the manifests with -image by digest (kubectl apply -k),
            wait until the Deployment's pods are Ready, send -n requests through the front door
@@ -47,6 +48,10 @@ const usage = `Usage: kube [flags] demo|rollout|drain|autoscale [flags]
            the CPU crossed the target, the count was not back to the
            minimum within the scale-down window and a minute, or a single
            request failed
+  admission  -n server-side dry runs of a pod of -image by digest in a
+           namespace that opts in to the image policy and -n in one that
+           does not, in turns; prints the time each took (min, median, p90,
+           max) and what the policy adds
 
 Flags:
 `
@@ -60,8 +65,8 @@ func validName(s string) bool {
 
 func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("kube", flag.ContinueOnError)
-	image := fs.String("image", "", "demo: the released image, REGISTRY/NAME:TAG (make k8s-demo: the one make release pushed)")
-	n := fs.Int("n", 30, "demo: how many requests to send")
+	image := fs.String("image", "", "demo, admission: the released image, REGISTRY/NAME:TAG (make k8s-demo: the one make release pushed)")
+	n := fs.Int("n", 30, "demo: how many requests to send; admission: how many dry runs of each kind")
 	clients := fs.Int("clients", 4, "rollout, drain: concurrent clients (0: no load)")
 	node := fs.String("node", "", "drain: the node to drain (default: the one running the most pods)")
 	namespace := fs.String("namespace", "whoami", "the namespace of the manifests")
@@ -74,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cmd, _, err := cli.Command(args, 0, "demo", "rollout", "drain", "autoscale")
+	cmd, _, err := cli.Command(args, 0, "demo", "rollout", "drain", "autoscale", "admission")
 	if err != nil {
 		return err
 	}
@@ -91,8 +96,8 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			*timeout = 15 * time.Minute
 		}
 	}
-	if cmd == "demo" && *image == "" {
-		return cli.Usagef("demo needs -image REGISTRY/NAME:TAG (make k8s-demo passes the one make release pushed)")
+	if (cmd == "demo" || cmd == "admission") && *image == "" {
+		return cli.Usagef("%s needs -image REGISTRY/NAME:TAG (make k8s-%s passes the one make release pushed)", cmd, cmd)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -108,6 +113,8 @@ func run(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return demo(ctx, k, deployment{image: *image, manifests: *manifests, cluster: *cluster}, *n)
 	case "rollout":
 		return rollout(ctx, k, *clients)
+	case "admission":
+		return admission(ctx, k, *image, *n)
 	case "autoscale":
 		s, err := autoscale(ctx, k, *maxClients)
 		if s == nil {

@@ -16,7 +16,7 @@ import (
 func TestTheCommandLine(t *testing.T) {
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none")) // nothing past the command line reaches a cluster
 	clitest.Check(t, "kube", run,
-		clitest.Case{Args: nil, Code: 2, Stderr: "kube: want one command, demo, rollout, drain or autoscale (see kube -h)\n"},
+		clitest.Case{Args: nil, Code: 2, Stderr: "kube: want one command, demo, rollout, drain, autoscale or admission (see kube -h)\n"},
 		clitest.Case{Args: []string{"demo", "rollout"}, Code: 2, Stderr: "kube: demo takes 0 argument(s)"},
 		clitest.Case{Args: []string{"deploy"}, Code: 2, Stderr: `kube: unknown command "deploy"`},
 		clitest.Case{Args: []string{"demo", "-h"}, Code: 0, Stdout: "Usage: kube "},
@@ -24,6 +24,7 @@ func TestTheCommandLine(t *testing.T) {
 		clitest.Case{Args: []string{"-n", "0", "demo"}, Code: 2, Stderr: "kube: -n must be at least 1"},
 		clitest.Case{Args: []string{"rollout", "-clients", "-1"}, Code: 2, Stderr: "kube: -n must be at least 1, -clients at least 0"},
 		clitest.Case{Args: []string{"demo"}, Code: 2, Stderr: "kube: demo needs -image"},
+		clitest.Case{Args: []string{"admission"}, Code: 2, Stderr: "kube: admission needs -image REGISTRY/NAME:TAG (make k8s-admission passes"},
 		clitest.Case{Args: []string{"rollout", "-timeout=-5s"}, Code: 2, Stderr: "kube: -timeout must be more than 0"},
 		clitest.Case{Args: []string{"rollout", "-namespace", ""}, Code: 2, Stderr: "kube: -timeout must be more than 0, -namespace a namespace's name"},
 		clitest.Case{Args: []string{"-image", "--", "demo", "-h"}, Code: 0, Stdout: "Usage: kube "},

@@ -281,6 +281,11 @@ func TestNamespaceAndPolicy(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the namespace opts in to the image policy: signed images only", func(t *testing.T) {
+		if got := m.namespace.Labels["policy.sigstore.dev/include"]; got != "true" {
+			t.Errorf("namespace label policy.sigstore.dev/include=%q, want true", got)
+		}
+	})
 	t.Run("every object is in the namespace", func(t *testing.T) {
 		for kind, meta := range map[string]metav1.ObjectMeta{
 			"Deployment": m.deployment.ObjectMeta, "Service": m.service.ObjectMeta,

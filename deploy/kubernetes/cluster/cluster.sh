@@ -149,6 +149,7 @@ up() {
 	make_network
 	make_cgroups
 	start_control_plane
+	start_registry_bridge
 	for node in "${nodes[@]}"; do start_node "$node"; done
 	step "waiting for both nodes to be Ready"
 	wait_for "both nodes Ready" 120 status

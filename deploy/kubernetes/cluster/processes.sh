@@ -111,6 +111,22 @@ start_control_plane() {
 		--bind-address 127.0.0.1 --leader-elect=false --profiling=false
 }
 
+# start_registry_bridge: the project's registry, which listens on this
+# machine's 127.0.0.1 only, on a socket too, for the pods of the image
+# policy's webhook (policy-controller/webhook.yaml mounts its folder): a
+# socat that only root and the webhook's proxy (its own user) can connect
+# to, in a folder only they can enter. No pod reaches the registry through
+# the network.
+start_registry_bridge() {
+	local dir=$state/registry
+	step "the registry $registry on $dir/registry.sock too, for the image policy's webhook alone (socat, user $registry_proxy_uid)"
+	mkdir -p "$dir"
+	chown "$registry_proxy_uid:$registry_proxy_uid" "$dir"
+	chmod 700 "$dir"
+	start registry-bridge -- socat "UNIX-LISTEN:$dir/registry.sock,fork,unlink-early,user=$registry_proxy_uid,mode=600" "TCP:$registry"
+	wait_for "the registry bridge's socket" 10 test -S "$dir/registry.sock"
+}
+
 start_node() {
 	local node=$1 dir=$state/$1
 	step "$node: containerd, kubelet and kube-proxy in network namespace $(netns "$node") (${node_ip[$node]}, pods ${pod_cidr[$node]})"

@@ -12,8 +12,11 @@ etcd_version=$(module_version build go.etcd.io/etcd/server/v3)
 coredns_version=$(module_version coredns github.com/coredns/coredns)
 traefik_version=$(module_version traefik github.com/traefik/traefik/v3)
 metrics_server_version=$(module_version metrics-server sigs.k8s.io/metrics-server)
+# The policy-controller is built from provisioning's sigstore module, with cosign.
+sigstore_module=$(cd "$here/../../../provision/sigstore" && pwd)
+policy_controller_version=$(module_version ../../../provision/sigstore github.com/sigstore/policy-controller)
 bin=${WHOAMI_K8S_BIN:-/usr/local/lib/whoami/kubernetes-$k8s_version-etcd-$etcd_version}
-addons=$(dirname "$bin") # coredns-VERSION/, traefik-VERSION/, metrics-server-VERSION/
+addons=$(dirname "$bin") # coredns-VERSION/, traefik-VERSION/, metrics-server-VERSION/, policy-controller-VERSION/
 state=${WHOAMI_K8S_STATE:-/var/lib/whoami-kubernetes}
 # The project's registry, from .env.
 load_facts "$here/../../.."
@@ -22,6 +25,10 @@ pause_image=$registry/kubernetes/pause # tagged with the version of the kubernet
 coredns_image=$registry/kubernetes/coredns:$coredns_version
 traefik_image=$registry/kubernetes/traefik:$traefik_version
 metrics_server_image=$registry/kubernetes/metrics-server:$metrics_server_version
+policy_controller_image=$registry/kubernetes/policy-controller:$policy_controller_version
+# The user the registry proxy runs as (policy-controller/webhook.yaml), its
+# own: the images here run as 65534, and the bridge's socket is its alone.
+registry_proxy_uid=61000
 
 bridge=whoami-k8s
 # What the nodes' programs make outside $state, where no setting moves it: the
@@ -48,6 +55,19 @@ pause_version() {
 	local dir
 	dir=$(cd "$here/build" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
 	sed -n 's/^TAG ?= //p' "$dir/build/pause/Makefile"
+}
+
+# registry_proxy_image: the project's own proxy beside the webhook
+# (cmd/registry-proxy), tagged with a sum of its source (its package and
+# those it imports that are not Go's) and of the Go that builds it: a change
+# builds a new image. A function, as pause_version: Go's cache is root's.
+registry_proxy_image() {
+	local sum
+	sum=$(
+		cd "$here/../../.." &&
+			{ go version && cat go.mod && go list -deps -f '{{if not .Standard}}{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}{{end}}' ./cmd/registry-proxy | xargs cat; } | sha256sum
+	)
+	printf '%s/kubernetes/registry-proxy:%s' "$registry" "${sum:0:12}"
 }
 
 kubectl() { "$bin/kubectl" --kubeconfig "$admin" --cache-dir "$state/kubectl-cache" "$@"; }

@@ -47,6 +47,9 @@ down() {
 		stop "containerd-$node"
 	done
 	for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
+	# The registry's bridge, and the connections its forks still carry.
+	stop registry-bridge
+	pkill -f "^socat UNIX-LISTEN:$state/registry/" 2>/dev/null || true
 
 	step "remove mounts, network namespaces, bridge, firewall rule, cgroups and $state"
 	local made=()
@@ -79,7 +82,7 @@ down() {
 	# Any other CNI result for a sandbox of this cluster's, such as the
 	# loopback of a DaemonSet's pod made again on a cordoned node while
 	# down deleted the pods.
-	grep -lF "\"sandbox\":\"$state/" /var/lib/cni/results/* 2>/dev/null | xargs -r rm -f
+	{ grep -lF "\"sandbox\":\"$state/" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r rm -f
 	# The kubelets' links to their containers' logs.
 	find /var/log/containers -maxdepth 1 -type l -lname "$state/*" -delete 2>/dev/null || true
 	# The host paths that up found missing (so no other kubelet uses them):
