@@ -34,8 +34,8 @@ const (
 // the readiness probe of deploy/kubernetes gives up after 1 s and takes the
 // pod out of the Service after two failures in a row, and the liveness
 // probe gives up after 2 s. It was a second until CI on 2026-12-05 saw 1.03
-// s, and 1.04 s again by hand (at 256 open files: a connect whose SYN the
-// full queue dropped, sent again after TCP's 1 s); what it bounds, a grace
+// s, and 1.04 s again by hand (at 256 open files; likely a connect whose SYN
+// the full queue dropped, sent again after TCP's 1 s); what it bounds, a grace
 // of 500 ms at the cap, held them 2.5 to 2.8 s.
 const probeTimeout = 2 * time.Second
 
@@ -140,7 +140,7 @@ func withstands(t *testing.T, id string, kind flood.Kind) {
 	case failed > 0 || total == 0:
 		t.Errorf("%d of %d ordinary requests failed: %v", failed, total, l.Errors())
 	case l.Slowest() > probeTimeout:
-		t.Errorf("an ordinary request took %v: want each answered within %v, the kubelet probe's time-out", l.Slowest(), probeTimeout)
+		t.Errorf("an ordinary request took %v: want each answered within %v, before the readiness probe takes the pod out of the Service", l.Slowest(), probeTimeout)
 	}
 	logs := logs(t, id)
 	if !strings.Contains(logs, "memory_limit=67108864 memory_limit_from=/sys/fs/cgroup/") || !strings.Contains(logs, "go_memory_limit=46976204 go_memory_limit_from=memory_limit") {
