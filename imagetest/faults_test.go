@@ -62,7 +62,7 @@ func floodFor(t *testing.T, id string, kind flood.Kind, d time.Duration) (flood.
 	addr := containerAddr(t, id)
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	wait, err := flood.Start(ctx, addr, 5000, kind)
+	wait, err := flood.Start(ctx, addr, 5000, kind, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

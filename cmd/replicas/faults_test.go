@@ -153,7 +153,7 @@ func TestAFloodOnThePublishedPortIsAbsorbed(t *testing.T) {
 	}
 	flooding, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
-	wait, err := flood.Start(flooding, addr, 5000, flood.Mixed)
+	wait, err := flood.Start(flooding, addr, 5000, flood.Mixed, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

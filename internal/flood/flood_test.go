@@ -4,9 +4,77 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
+
+func TestMain(m *testing.M) {
+	Main() // when TestTheFloodRunsAtTheNiceAskedFor's Start runs this binary
+	os.Exit(m.Run())
+}
+
+func TestTheFloodRunsAtTheNiceAskedFor(t *testing.T) {
+	// Every thread of the flood's process, whichever made it, runs at the
+	// nice asked for: what the kernel says of each, from /proc, while the
+	// flood holds a connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	wait, err := Start(ctx, ln.Addr().String(), 1, Idle, 19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); wait() }() // cancelled early, it is killed
+	// Once the flood's connection is in, its process is up, its threads made.
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var threads int
+	for _, stat := range stats {
+		if f := procStat(t, stat); f == nil || f[1] != strconv.Itoa(os.Getpid()) {
+			continue // not a child of this test
+		}
+		tasks, _ := filepath.Glob(filepath.Join(filepath.Dir(stat), "task", "*", "stat"))
+		for _, task := range tasks {
+			if f := procStat(t, task); f != nil {
+				threads++
+				if f[16] != "19" {
+					t.Errorf("%s: nice %s, want 19", task, f[16])
+				}
+			}
+		}
+	}
+	if threads < 2 {
+		t.Errorf("found %d threads of the flood's process, want its Go runtime's several", threads)
+	}
+}
+
+// procStat returns the fields of a /proc stat file after the command's
+// name: the first is the state, the second the parent's PID, the
+// seventeenth the nice value. nil if it is gone.
+func procStat(t *testing.T, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	_, after, ok := strings.Cut(string(b), ") ")
+	if f := strings.Fields(after); ok && len(f) > 16 {
+		return f
+	}
+	t.Fatalf("%s: %q is not a stat line", path, b)
+	return nil
+}
 
 func TestEachFloodSendsWhatItSaysAndStopsByItself(t *testing.T) {
 	for _, tt := range []struct {
@@ -69,5 +137,15 @@ func TestEachFloodSendsWhatItSaysAndStopsByItself(t *testing.T) {
 				t.Fatal("the flood went on 10 s past its deadline")
 			}
 		})
+	}
+}
+
+func TestANiceOutOfRangeIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	for _, nice := range []int{-1, 20} {
+		if _, err := Start(ctx, "127.0.0.1:1", 1, Idle, nice); err == nil {
+			t.Errorf("Start with nice %d: no error, want one", nice)
+		}
 	}
 }
